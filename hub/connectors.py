@@ -1,0 +1,301 @@
+"""The typed objects plugins register: sources (webhooks in) and destinations (leads out).
+
+A connector class is code; a connector is one configured instance of it, named by the
+admin in ``plugins.toml`` (``[sources.site_form]``, ``[destinations.amo_main]``). Each
+class declares its ``Config`` (pydantic, ``extra="forbid"``, ``SecretStr`` for secrets),
+and destinations declare their limits; the engine reads them and special-cases nothing.
+
+Sources are pure: ``verify`` and ``parse`` look only at the request, so they are tested
+with real payload files and no I/O. Destinations do their I/O synchronously inside a
+worker; the engine decides retries from the ``hub.errors`` they raise.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.parser import BytesParser
+from email.policy import HTTP
+from pathlib import Path
+from typing import Any, ClassVar, Generic, Literal, TypeVar
+from urllib.parse import parse_qsl
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from hub.errors import ParseError
+from hub.models import Channel, Lead, Messenger
+
+
+class ConnectorConfig(BaseModel):
+    """Settings every connector has; a plugin's ``Config`` extends it."""
+
+    model_config = ConfigDict(extra="forbid")
+    plugin: str = Field(description="The plugin id (entry-point name) this connector runs.")
+    enabled: bool = Field(default=True, description="A disabled source answers 404; a disabled "
+                          "destination holds its deliveries as pending.")
+
+
+class SourceConfig(ConnectorConfig):
+    public_url: str | None = Field(
+        default=None,
+        description="Public address standing for /hooks/{source} behind a proxy (signed URLs).",
+    )
+
+
+class DestinationConfig(ConnectorConfig):
+    rate_limit_per_s: float | None = Field(
+        default=None, gt=0, description="Lower the plugin's documented request rate (never raise it)."
+    )
+
+
+@dataclass(frozen=True)
+class ConnectorContext:
+    """What the hub hands every connector instance."""
+
+    name: str
+    data_dir: Path
+    default_region: str = "RU"
+
+
+ConfigT = TypeVar("ConfigT", bound=ConnectorConfig)
+
+
+class Connector(Generic[ConfigT]):
+    """Base of every connector class. ``plugin_id`` is filled in from the entry-point name."""
+
+    kind: ClassVar[Literal["source", "destination"]]
+    Config: ClassVar[type[ConnectorConfig]] = ConnectorConfig
+    plugin_id: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+
+    def __init__(self, config: ConfigT, context: ConnectorContext) -> None:
+        self.config = config
+        self.context = context
+
+    @property
+    def name(self) -> str:
+        return self.context.name
+
+    def close(self) -> None:
+        """Release clients and files; called when the hub stops."""
+
+
+# ---------------------------------------------------------------- sources
+
+
+@dataclass(frozen=True)
+class InboundRequest:
+    """A webhook as received, before anything is trusted. Header names are lower-case."""
+
+    method: str
+    source: str
+    path: str  # what follows /hooks/{source}, e.g. "events/call"; "" when nothing does
+    query: tuple[tuple[str, str], ...]
+    headers: Mapping[str, str]
+    body: bytes
+    url: str = ""
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("content-type", "").split(";")[0].strip().lower()
+
+    def query_dict(self) -> dict[str, str]:
+        """Query parameters, the last value of a repeated name winning."""
+        return dict(self.query)
+
+    def form_items(self) -> list[tuple[str, str]]:
+        """Fields of a urlencoded or multipart body, in order; file parts are skipped."""
+        ctype = self.content_type
+        if ctype == "application/x-www-form-urlencoded" or (not ctype and b"=" in self.body):
+            try:
+                text = self.body.decode("utf-8")
+            except UnicodeDecodeError:
+                text = self.body.decode("cp1251", errors="replace")
+            return parse_qsl(text, keep_blank_values=True)
+        if ctype == "multipart/form-data":
+            return _multipart_items(self.headers.get("content-type", ""), self.body)
+        raise ParseError(f"expected a form body, got {ctype or 'no content type'}")
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ParseError(f"body is not valid JSON: {exc}") from exc
+
+
+def _multipart_items(content_type: str, body: bytes) -> list[tuple[str, str]]:
+    """Parse multipart/form-data with the standard library (RFC 7578); files are dropped."""
+    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
+    message = BytesParser(policy=HTTP).parsebytes(head + body)
+    if not message.is_multipart():
+        raise ParseError("multipart body without a valid boundary")
+    items: list[tuple[str, str]] = []
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not isinstance(name, str) or part.get_filename() is not None:
+            continue
+        payload = part.get_payload(decode=True)
+        raw = payload if isinstance(payload, bytes) else b""
+        charset = part.get_content_charset() or "utf-8"
+        items.append((name, raw.decode(charset, errors="replace")))
+    return items
+
+
+@dataclass
+class CallInfo:
+    """Call details as a provider states them; the core merges events of one call."""
+
+    call_id: str
+    direction: Literal["inbound", "outbound"] = "inbound"
+    from_number: str | None = None
+    to_number: str | None = None
+    started_at: datetime | None = None
+    duration_s: int | None = None
+    answered: bool | None = None
+    recording_url: str | None = None
+    tracking_number: str | None = None
+    seq: int | None = None
+
+
+@dataclass
+class LeadDraft:
+    """What a source read from a payload, before the core normalizes it.
+
+    Values are as written by the provider: the core turns phones into E.164, checks
+    emails, and finds UTM tags and click ids in ``fields``, ``page_url``, ``referrer``
+    and ``cookies`` (in that order of precedence), so no plugin repeats that work.
+    """
+
+    channel: Channel
+    name: str | None = None
+    phones: list[str] = field(default_factory=list)
+    emails: list[str] = field(default_factory=list)
+    messengers: list[Messenger] = field(default_factory=list)
+    company: str | None = None
+    message: str | None = None
+    product: str | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+    utm: dict[str, str] = field(default_factory=dict)
+    click_ids: dict[str, str] = field(default_factory=dict)
+    page_url: str | None = None
+    referrer: str | None = None
+    cookies: str | None = None
+    call: CallInfo | None = None
+    conversation_key: str | None = None  # messenger chat: later messages extend one lead
+
+
+@dataclass
+class HookResponse:
+    """The answer a provider expects."""
+
+    status_code: int = 200
+    body: bytes | str | dict[str, Any] | None = None
+    media_type: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ParsedEvent:
+    """One provider event in a request: a lead, or an event that is not one (a ping, a status)."""
+
+    event_id: str | None = None  # the provider's event id: a retry with the same id is not new
+    lead: LeadDraft | None = None  # None: stored, answered 200, no lead
+    reason: str | None = None  # why it is not a lead, for the record
+
+
+@dataclass
+class Accepted:
+    """What the core did with a request, handed to ``Source.respond``."""
+
+    lead_ids: list[str]
+    duplicate_event: bool = False
+
+
+class Source(Connector[ConfigT]):
+    """A door leads come through: ``POST /hooks/{name}[/{path}]``."""
+
+    kind: ClassVar[Literal["source", "destination"]] = "source"
+    Config: ClassVar[type[ConnectorConfig]] = SourceConfig
+    #: Providers that retry a non-2xx answer for hours get 200 even for quarantined bodies.
+    retries_non_2xx: ClassVar[bool] = False
+    #: HTTP methods the provider uses (GET for verification handshakes).
+    methods: ClassVar[tuple[str, ...]] = ("POST",)
+
+    def handshake(self, request: InboundRequest) -> HookResponse | None:
+        """Answer a provider's verification request (e.g. Meta's GET) before anything is stored."""
+        return None
+
+    def verify(self, request: InboundRequest) -> None:
+        """Raise ``AuthError`` unless the request is authentic. Compare in constant time."""
+
+    def parse(self, request: InboundRequest) -> list[ParsedEvent]:
+        """Turn an authentic request into events. Pure; raise ``ParseError`` for garbage."""
+        raise NotImplementedError
+
+    def respond(self, request: InboundRequest, accepted: Accepted) -> HookResponse:
+        """The success answer; the default is the contract's ``{"id", "status": "accepted"}``."""
+        if not accepted.lead_ids:
+            return HookResponse(200, {"status": "ok"})
+        return HookResponse(200, {"id": accepted.lead_ids[0], "status": "accepted"})
+
+
+# ---------------------------------------------------------------- destinations
+
+
+@dataclass(frozen=True)
+class Limits:
+    """A destination's documented limits; the engine enforces them across all workers."""
+
+    requests_per_second: float = 10.0
+    batch_size: int = 1  # leads per request where the API has a batch endpoint
+    burst: int = 1  # requests that may go at once before the rate applies
+
+
+@dataclass
+class DeliveryItem:
+    """One lead to deliver to one destination."""
+
+    delivery_id: str
+    idempotency_key: str  # stable across retries, replays and crashes
+    lead: Lead
+    uncertain: bool = False  # a previous attempt may have reached the destination
+    duplicate_of_external_id: str | None = None  # the original's id there, for a note
+
+
+@dataclass
+class DeliveryOutcome:
+    """The result for one item of a batch: an external id, or the error it met."""
+
+    delivery_id: str
+    external_id: str | None = None
+    error: Exception | None = None
+
+
+class Destination(Connector[ConfigT]):
+    """Where leads go: a CRM, an accounting system, a file, a webhook."""
+
+    kind: ClassVar[Literal["source", "destination"]] = "destination"
+    Config: ClassVar[type[ConnectorConfig]] = DestinationConfig
+    limits: ClassVar[Limits] = Limits()
+
+    def effective_limits(self) -> Limits:
+        """The plugin's limits, lowered by ``rate_limit_per_s`` when the admin set it."""
+        cfg = self.config
+        lowered = getattr(cfg, "rate_limit_per_s", None)
+        if lowered is None or lowered >= self.limits.requests_per_second:
+            return self.limits
+        return Limits(lowered, self.limits.batch_size, self.limits.burst)
+
+    def deliver(self, items: list[DeliveryItem]) -> list[DeliveryOutcome]:
+        """Deliver a batch (at most ``limits.batch_size`` items) in as few requests as the API allows.
+
+        Return one outcome per item; raise a ``DeliveryError`` when the whole request failed.
+        Items with ``uncertain=True`` must be looked up first (``lookup``), never created twice.
+        """
+        raise NotImplementedError
+
+    def lookup(self, item: DeliveryItem) -> str | None:
+        """Find the lead at the destination by what we stored there; its external id, or None."""
+        return None

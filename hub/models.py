@@ -1,0 +1,108 @@
+"""The normalized lead: exactly the contract's JSON (``shared/CONTRACT.md``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Channel = Literal["form", "email", "messenger", "call"]
+MessengerKind = Literal["telegram", "whatsapp", "vk", "viber", "instagram", "max"]
+LeadStatus = Literal[
+    "received", "routed", "delivered", "partially_delivered", "failed", "duplicate", "unrouted"
+]
+DeliveryStatus = Literal["pending", "delivered", "failed", "dead"]
+
+UTM_KEYS = ("source", "medium", "campaign", "term", "content")
+CLICK_ID_KEYS = ("gclid", "yclid", "fbclid", "ysclid", "ctwa_clid", "_openstat", "roistat")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Messenger(_Model):
+    kind: MessengerKind
+    id: str
+    username: str | None = None
+
+
+class Contact(_Model):
+    name: str | None = None
+    phones: list[str] = Field(default_factory=list)
+    emails: list[str] = Field(default_factory=list)
+    messengers: list[Messenger] = Field(default_factory=list)
+
+    def has_any(self) -> bool:
+        """A lead needs at least one way to reach the person."""
+        return bool(self.phones or self.emails or self.messengers)
+
+
+class Utm(_Model):
+    source: str | None = None
+    medium: str | None = None
+    campaign: str | None = None
+    term: str | None = None
+    content: str | None = None
+
+
+class ClickIds(BaseModel):
+    """Known click ids; the contract shows gclid, yclid and fbclid always, others when present."""
+
+    gclid: str | None = None
+    yclid: str | None = None
+    fbclid: str | None = None
+    ysclid: str | None = None
+    ctwa_clid: str | None = None
+    openstat: str | None = Field(default=None, alias="_openstat", serialization_alias="_openstat")
+    roistat: str | None = None
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Call(_Model):
+    direction: Literal["inbound", "outbound"] = "inbound"
+    from_: str | None = Field(default=None, alias="from", serialization_alias="from")
+    to: str | None = None
+    started_at: datetime | None = None
+    duration_s: int = 0
+    answered: bool = False
+    recording_url: str | None = None
+    tracking_number: str | None = None
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Delivery(_Model):
+    id: str
+    destination: str
+    status: DeliveryStatus
+    external_id: str | None = None
+    attempts: int = 0
+    last_error: str | None = None
+
+
+class Lead(_Model):
+    id: str
+    source: str
+    channel: Channel
+    received_at: datetime
+    contact: Contact = Field(default_factory=Contact)
+    company: str | None = None
+    message: str | None = None
+    product: str | None = None
+    utm: Utm = Field(default_factory=Utm)
+    click_ids: ClickIds = Field(default_factory=ClickIds)
+    page_url: str | None = None
+    referrer: str | None = None
+    call: Call | None = None
+    fields: dict[str, Any] = Field(default_factory=dict)
+    duplicate_of: str | None = None
+    assigned_to: str | None = None
+    status: LeadStatus = "received"
+    deliveries: list[Delivery] = Field(default_factory=list)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The contract's JSON shape (aliases such as ``call.from`` applied)."""
+        return self.model_dump(mode="json", by_alias=True)
