@@ -279,6 +279,8 @@ class Destination(Connector[ConfigT]):
     kind: ClassVar[Literal["source", "destination"]] = "destination"
     Config: ClassVar[type[ConnectorConfig]] = DestinationConfig
     limits: ClassVar[Limits] = Limits()
+    #: Can add a note to the deal of an earlier lead when a duplicate arrives.
+    annotates_duplicates: ClassVar[bool] = False
 
     def effective_limits(self) -> Limits:
         """The plugin's limits, lowered by ``rate_limit_per_s`` when the admin set it."""
@@ -292,7 +294,9 @@ class Destination(Connector[ConfigT]):
         """Deliver a batch (at most ``limits.batch_size`` items) in as few requests as the API allows.
 
         Return one outcome per item; raise a ``DeliveryError`` when the whole request failed.
-        Items with ``uncertain=True`` must be looked up first (``lookup``), never created twice.
+        The engine calls ``lookup`` first for items whose earlier attempt may have reached
+        the destination, so ``deliver`` only sees items that are not there yet. An item with
+        ``duplicate_of_external_id`` is a duplicate: annotate that record, create nothing.
         """
         raise NotImplementedError
 

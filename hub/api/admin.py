@@ -1,0 +1,233 @@
+"""The admin API (``/api/...``, bearer token): leads, deliveries, quarantine, ledger,
+plugins and connectors, as the contract lists them."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query
+from sqlalchemy import or_, select, update
+
+from hub.api.deps import Admin, State
+from hub.api.errors import ApiError
+from hub.engine.jobs import wake_drain, wake_process
+from hub.engine.ledger import ledger
+from hub.engine.leads import load_leads
+from hub.engine.replay import replay_lead, retry_delivery
+from hub.store import tables as t
+
+router = APIRouter(prefix="/api", tags=["admin"], dependencies=[Admin])
+
+
+def parse_time(value: str | None, name: str) -> float | None:
+    """ISO 8601 (``2026-11-23T18:30:00Z``) or Unix seconds."""
+    if value is None or value == "":
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(422, "invalid_time", f"{name}: not an ISO 8601 time", name) from None
+    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
+
+
+@router.get("/leads")
+def list_leads(
+    state: State,
+    source: str | None = None,
+    channel: str | None = None,
+    status: str | None = None,
+    since: str | None = None,
+    q: str | None = Query(None, description="Substring of name, phone, email or message"),
+    limit: int = Query(50, ge=1, le=500),
+    cursor: str | None = Query(None, description="next_cursor of the previous page"),
+) -> dict[str, Any]:
+    """Newest first; ``next_cursor`` is null on the last page."""
+    ld = t.leads
+    stmt = select(ld).order_by(ld.c.id.desc()).limit(limit + 1)
+    if source:
+        stmt = stmt.where(ld.c.source == source)
+    if channel:
+        stmt = stmt.where(ld.c.channel == channel)
+    if status:
+        stmt = stmt.where(ld.c.status == status)
+    since_s = parse_time(since, "since")
+    if since_s is not None:
+        stmt = stmt.where(ld.c.received_at >= since_s)
+    if cursor:
+        stmt = stmt.where(ld.c.id < cursor)
+    if q:
+        from sqlalchemy import String, cast
+
+        stmt = stmt.where(cast(ld.c.data, String).ilike(f"%{q}%"))
+    with state.rt.db.connect() as conn:
+        rows = list(conn.execute(stmt))
+        page = rows[:limit]
+        items = load_leads(conn, page)
+    return {
+        "items": [lead.to_json_dict() for lead in items],
+        "next_cursor": page[-1].id if len(rows) > limit else None,
+    }
+
+
+@router.get("/leads/{lead_id}")
+def get_lead(lead_id: str, state: State) -> dict[str, Any]:
+    with state.rt.db.connect() as conn:
+        row = conn.execute(select(t.leads).where(t.leads.c.id == lead_id)).first()
+        if row is None:
+            raise ApiError(404, "not_found", f"no lead {lead_id}")
+        return load_leads(conn, [row])[0].to_json_dict()
+
+
+@router.post("/leads/{lead_id}/replay")
+def replay(lead_id: str, state: State) -> dict[str, Any]:
+    """Re-route and re-deliver (idempotent per destination: nothing delivered is sent again)."""
+    if not replay_lead(state.rt, lead_id):
+        raise ApiError(404, "not_found", f"no lead {lead_id}")
+    return get_lead(lead_id, state)
+
+
+@router.get("/deliveries")
+def list_deliveries(
+    state: State,
+    status: Literal["pending", "delivered", "failed", "dead"] | None = None,
+    destination: str | None = None,
+    limit: int = Query(100, ge=1, le=1000),
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    dl = t.deliveries
+    stmt = select(dl).order_by(dl.c.id.desc()).limit(limit + 1)
+    if status:
+        stmt = stmt.where(dl.c.status == status)
+    if destination:
+        stmt = stmt.where(dl.c.destination == destination)
+    if cursor:
+        stmt = stmt.where(dl.c.id < cursor)
+    with state.rt.db.connect() as conn:
+        rows = list(conn.execute(stmt))
+    page = rows[:limit]
+    return {"items": [_delivery(r) for r in page], "next_cursor": page[-1].id if len(rows) > limit else None}
+
+
+def _delivery(r: Any) -> dict[str, Any]:
+    return {
+        "id": r.id, "lead_id": r.lead_id, "destination": r.destination, "status": r.status,
+        "external_id": r.external_id, "attempts": r.attempts, "last_error": r.last_error,
+        "next_attempt_at": _iso(r.next_attempt_at) if r.status in ("pending", "failed") else None,
+        "delivered_at": _iso(r.delivered_at),
+    }
+
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+@router.post("/deliveries/{delivery_id}/retry")
+def retry(delivery_id: str, state: State) -> dict[str, Any]:
+    """Try a failed or dead delivery now; a delivered one is left alone (no duplicate)."""
+    if not retry_delivery(state.rt, delivery_id):
+        raise ApiError(404, "not_found", f"no delivery {delivery_id}")
+    with state.rt.db.connect() as conn:
+        row = conn.execute(select(t.deliveries).where(t.deliveries.c.id == delivery_id)).one()
+    return _delivery(row)
+
+
+@router.get("/quarantine")
+def list_quarantine(
+    state: State, state_filter: str = Query("open", alias="state"), limit: int = Query(100, le=1000)
+) -> dict[str, Any]:
+    q, ie = t.quarantine, t.inbound_events
+    with state.rt.db.connect() as conn:
+        rows = conn.execute(
+            select(q, ie.c.method, ie.c.path, ie.c.headers, ie.c.body)
+            .join(ie, ie.c.id == q.c.inbound_id)
+            .where(or_(q.c.state == state_filter, state_filter == "all"))
+            .order_by(q.c.id.desc()).limit(limit)
+        )
+        items = [
+            {
+                "id": r.id, "source": r.source, "reason": r.reason, "state": r.state,
+                "lead_id": r.lead_id, "created_at": _iso(r.created_at),
+                "request": {"method": r.method, "path": r.path, "headers": r.headers,
+                            "body": r.body.decode("utf-8", "replace")},
+            }
+            for r in rows
+        ]
+    return {"items": items}
+
+
+@router.post("/quarantine/{qid}/reprocess")
+def reprocess(qid: str, state: State) -> dict[str, Any]:
+    """Parse the stored raw request again with the plugin as it is now (after a fix)."""
+    from hub.engine.requeue import reprocess_quarantined
+
+    result = reprocess_quarantined(state.rt, qid)
+    if result is None:
+        raise ApiError(404, "not_found", f"no quarantined request {qid}")
+    if result.get("lead_ids"):
+        wake_process(state.rt)
+    return result
+
+
+@router.get("/ledger")
+def get_ledger(state: State, since: str | None = None, until: str | None = None) -> dict[str, Any]:
+    doc = ledger(state.rt.db, parse_time(since, "since"), parse_time(until, "until"))
+    doc["since"], doc["until"] = since, until
+    return doc
+
+
+@router.get("/plugins")
+def list_plugins(state: State) -> dict[str, Any]:
+    return {
+        "items": [
+            {"id": p.id, "kind": p.kind, "version": p.version, "description": p.description,
+             "settings_schema": p.settings_schema()}
+            for p in sorted(state.rt.plugins.values(), key=lambda p: p.id)
+        ]
+    }
+
+
+@router.get("/connectors")
+def list_connectors(state: State) -> dict[str, Any]:
+    rt = state.rt
+    overrides = rt.enabled_overrides()
+    items = [
+        {"name": name, "kind": kind, "plugin": spec.plugin.id, "enabled": rt.is_enabled(name, overrides)}
+        for kind, table in (("source", rt.config.sources), ("destination", rt.config.destinations))
+        for name, spec in table.items()
+    ]
+    return {"items": items}
+
+
+def _switch(name: str, state: Any, enabled: bool) -> dict[str, Any]:
+    rt = state.rt
+    if name not in rt.config.sources and name not in rt.config.destinations:
+        raise ApiError(404, "not_found", f"no connector {name!r}")
+    now = time.time()
+    with rt.db.begin() as conn:
+        done = conn.execute(
+            update(t.connector_state).where(t.connector_state.c.name == name)
+            .values(enabled=enabled, updated_at=now)
+        ).rowcount
+        if not done:
+            conn.execute(t.connector_state.insert().values(name=name, enabled=enabled, updated_at=now))
+    state.forget_overrides()
+    if enabled and name in rt.config.destinations:
+        wake_drain(rt, name)
+    return {"name": name, "enabled": enabled}
+
+
+@router.post("/connectors/{name}/enable")
+def enable_connector(name: str, state: State) -> dict[str, Any]:
+    return _switch(name, state, True)
+
+
+@router.post("/connectors/{name}/disable")
+def disable_connector(name: str, state: State) -> dict[str, Any]:
+    """A disabled destination holds its deliveries as pending; a disabled source answers 404."""
+    return _switch(name, state, False)

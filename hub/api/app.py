@@ -1,0 +1,85 @@
+"""The app factory: only assembles routers, error handlers and lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from sqlalchemy import text
+
+from hub import __version__
+from hub.api import admin, errors, webhooks
+from hub.api.state import AppState
+from hub.engine.ingest import IngestBatcher, IngestResult
+from hub.engine.jobs import wake_process
+from hub.metrics import StoreCollector
+from hub.runtime import Runtime
+
+
+def create_app(rt: Runtime, background_ok: Callable[[], str | None] | None = None) -> FastAPI:
+    """``background_ok`` (from ``leadhub serve``) returns None when the worker and scheduler
+    run, else why not; ``/readyz`` reports it."""
+
+    def after_commit(results: list[IngestResult]) -> None:
+        if any(r.lead_ids for r in results):
+            wake_process(rt)
+
+    state = AppState(rt=rt, batcher=IngestBatcher(rt.db, after_commit), background_ok=background_ok)
+    collector = StoreCollector(rt.db)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            REGISTRY.register(collector)
+        except ValueError:
+            pass
+        yield
+        await state.batcher.close()
+        try:
+            REGISTRY.unregister(collector)
+        except KeyError:
+            pass
+
+    app = FastAPI(
+        title="LeadHub", version=__version__, lifespan=lifespan,
+        description="Webhooks in, normalized leads out. Admin API: bearer token ([hub] admin_token).",
+    )
+    app.state.hub = state
+    errors.install(app)
+    app.include_router(webhooks.router)
+    app.include_router(admin.router)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    def readyz() -> Response:
+        """Store and Redis reachable (and, under `serve`, worker and scheduler running)."""
+        problems: list[str] = []
+        try:
+            with rt.db.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception as exc:
+            problems.append(f"store: {type(exc).__name__}")
+        try:
+            rt.redis.ping()
+        except Exception as exc:
+            problems.append(f"redis: {type(exc).__name__}")
+        if background_ok is not None:
+            why = background_ok()
+            if why:
+                problems.append(why)
+        if problems:
+            return JSONResponse({"status": "unavailable", "reasons": problems}, 503)
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/metrics", tags=["health"])
+    def metrics(_request: Request) -> Response:
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,334 @@
+"""``leadhub``: the command line (Typer). Exit codes: 0 ok, 1 failure, 2 bad usage or config."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hub import __version__
+from hub.errors import ConfigError
+
+app = typer.Typer(help="LeadHub: webhooks in, normalized leads out, exactly once.",
+                  no_args_is_help=True, add_completion=False)
+plugin_app = typer.Typer(help="Plugin development helpers.", no_args_is_help=True)
+app.add_typer(plugin_app, name="plugin")
+console = Console()
+err = Console(stderr=True)
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="plugins.toml (else $LEADHUB_CONFIG, else ./plugins.toml)"),
+]
+HostOpt = Annotated[str, typer.Option(envvar="LEADHUB_HOST", help="Address to listen on.")]
+PortOpt = Annotated[int, typer.Option(envvar="LEADHUB_PORT", help="Port to listen on.")]
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table, json or csv")]
+
+
+def _fail_config(exc: ConfigError) -> typer.Exit:
+    err.print(f"[bold red]{len(exc.problems)} problem(s) in the configuration:[/]")
+    for p in exc.problems:
+        err.print(f"  {p}", markup=False, highlight=False)
+    return typer.Exit(2)
+
+
+def _runtime(config: Path | None, start_redis: bool = True) -> Any:
+    from hub.logs import configure_logging
+    from hub.runtime import build_runtime
+
+    configure_logging()
+    try:
+        return build_runtime(config, start_redis=start_redis)
+    except ConfigError as exc:
+        raise _fail_config(exc) from None
+
+
+def _export_config(config: Path | None) -> None:
+    from hub.config import config_path
+
+    os.environ["LEADHUB_CONFIG"] = str(config_path(config).resolve())
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    console.print(__version__)
+
+
+@app.command()
+def check(config: ConfigOpt = None) -> None:
+    """Validate plugins.toml against every plugin's settings; print each problem."""
+    from hub.config import load_config
+    from hub.plugins import PluginError, discover, make_plugin_manager
+
+    try:
+        plugins = discover(make_plugin_manager())
+        cfg = load_config(config, plugins)
+    except ConfigError as exc:
+        raise _fail_config(exc) from None
+    except PluginError as exc:
+        err.print(f"[red]plugin error:[/] {exc}")
+        raise typer.Exit(2) from None
+    console.print(
+        f"[green]ok[/]: {len(cfg.sources)} source(s), {len(cfg.destinations)} destination(s), "
+        f"{len(cfg.routes)} route(s)"
+    )
+
+
+@app.command("plugins")
+def list_plugins(format: FormatOpt = Format.table) -> None:
+    """List installed plugins (entry-point group `leadhub`)."""
+    from hub.plugins import discover, make_plugin_manager
+
+    infos = sorted(discover(make_plugin_manager()).values(), key=lambda p: p.id)
+    rows = [{"id": p.id, "kind": p.kind, "version": p.version, "description": p.description}
+            for p in infos]
+    _print_rows(rows, format, "Plugins")
+
+
+def _print_rows(rows: list[dict[str, Any]], format: Format, title: str) -> None:
+    if format is Format.json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+    elif format is Format.csv:
+        buf = io.StringIO()
+        if rows:
+            w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+        print(buf.getvalue(), end="")
+    else:
+        table = Table(title=title)
+        for col in rows[0] if rows else ["(none)"]:
+            table.add_column(col)
+        for r in rows:
+            table.add_row(*("" if v is None else str(v) for v in r.values()))
+        console.print(table)
+
+
+@app.command()
+def api(config: ConfigOpt = None, host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
+    """Run the HTTP API alone (scale-out: run workers and the scheduler apart)."""
+    import uvicorn
+
+    from hub.api.app import create_app
+
+    _export_config(config)
+    rt = _runtime(config)
+    uvicorn.run(create_app(rt), host=host, port=port, log_level="warning", access_log=False)
+
+
+@app.command()
+def worker(
+    config: ConfigOpt = None,
+    processes: Annotated[int, typer.Option(help="Worker processes (RQ WorkerPool).")] = 1,
+    burst: Annotated[bool, typer.Option(help="Exit when the queues are empty.")] = False,
+) -> None:
+    """Run a worker: routing and delivery jobs from Redis."""
+    from hub.worker import run_worker
+
+    _export_config(config)
+    rt = _runtime(config)
+    url, cfg = rt.redis_url, rt.config
+    os.environ.setdefault("LEADHUB_REDIS_URL", url)
+    rt.close() if processes > 1 else None
+    if processes <= 1:
+        from hub.runtime import set_current
+
+        set_current(rt)
+    run_worker(url, cfg, processes=processes, burst=burst)
+
+
+@app.command()
+def scheduler(config: ConfigOpt = None) -> None:
+    """Run the scheduler: sweeps the store for due work every second."""
+    from hub.worker import run_scheduler
+
+    _export_config(config)
+    run_scheduler(_runtime(config))
+
+
+@app.command()
+def serve(
+    config: ConfigOpt = None,
+    host: HostOpt = "127.0.0.1",
+    port: PortOpt = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes to run beside the API.")] = 1,
+) -> None:
+    """API, worker and scheduler in one command, for one machine."""
+    import uvicorn
+
+    from hub.api.app import create_app
+    from hub.worker import Scheduler
+
+    _export_config(config)
+    rt = _runtime(config)
+    env = {**os.environ, "LEADHUB_REDIS_URL": rt.redis_url}
+    sup = Supervisor(
+        [[sys.executable, "-m", "hub.cli", "worker", "--config", os.environ["LEADHUB_CONFIG"]]
+         for _ in range(max(1, workers))],
+        env,
+    )
+    sched = Scheduler(rt)
+    threads = [threading.Thread(target=sched.run, daemon=True, name="scheduler"),
+               threading.Thread(target=sup.run, daemon=True, name="supervisor")]
+    for th in threads:
+        th.start()
+
+    def background_ok() -> str | None:
+        if not sup.all_running():
+            return "worker: not running"
+        if time.time() - sched.last_sweep > 10:
+            return "scheduler: no sweep in 10 s"
+        return None
+
+    console.print(f"LeadHub {__version__} on http://{host}:{port}  (data: {rt.data_dir})")
+    try:
+        uvicorn.run(create_app(rt, background_ok), host=host, port=port,
+                    log_level="warning", access_log=False)
+    finally:
+        sched.stop()
+        sup.stop()
+        rt.close()
+
+
+class Supervisor:
+    """Keeps worker processes running: one that dies (even by SIGKILL) is started again."""
+
+    def __init__(self, commands: list[list[str]], env: dict[str, str]) -> None:
+        self.commands = commands
+        self.env = env
+        self.procs: list[subprocess.Popen[bytes] | None] = [None] * len(commands)
+        self.stopped = threading.Event()
+
+    def all_running(self) -> bool:
+        return all(p is not None and p.poll() is None for p in self.procs)
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            for i, cmd in enumerate(self.commands):
+                p = self.procs[i]
+                if p is None or p.poll() is not None:
+                    self.procs[i] = subprocess.Popen(cmd, env=self.env)
+            self.stopped.wait(0.5)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        for p in self.procs:
+            if p is not None and p.poll() is None:
+                p.terminate()
+        for p in self.procs:
+            if p is not None:
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+
+
+@app.command()
+def leads(
+    config: ConfigOpt = None,
+    format: FormatOpt = Format.table,
+    source: Annotated[str | None, typer.Option(help="Only this source.")] = None,
+    status: Annotated[str | None, typer.Option(help="Only this status.")] = None,
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
+) -> None:
+    """List recent leads from the store."""
+    from sqlalchemy import select
+
+    from hub.engine.leads import load_leads
+    from hub.store import tables as t
+
+    rt = _runtime(config, start_redis=False)
+    stmt = select(t.leads).order_by(t.leads.c.id.desc()).limit(limit)
+    if source:
+        stmt = stmt.where(t.leads.c.source == source)
+    if status:
+        stmt = stmt.where(t.leads.c.status == status)
+    with rt.db.connect() as conn:
+        items = load_leads(conn, list(conn.execute(stmt)))
+    if format is Format.json:
+        print(json.dumps([i.to_json_dict() for i in items], ensure_ascii=False, indent=2))
+        return
+    from hub.normalize.masking import mask_email, mask_phone
+
+    rows = [
+        {"id": i.id, "received": i.received_at.strftime("%Y-%m-%d %H:%M:%S"), "source": i.source,
+         "name": i.contact.name, "phone": ", ".join(mask_phone(p) for p in i.contact.phones),
+         "email": ", ".join(mask_email(e) for e in i.contact.emails),
+         "utm_source": i.utm.source, "status": i.status,
+         "deliveries": ", ".join(f"{d.destination}:{d.status}" for d in i.deliveries)}
+        for i in items
+    ]
+    _print_rows(rows, format, "Leads")
+
+
+@app.command()
+def ledger(
+    config: ConfigOpt = None,
+    format: FormatOpt = Format.table,
+    since: Annotated[str | None, typer.Option(help="ISO time or Unix seconds")] = None,
+    until: Annotated[str | None, typer.Option(help="ISO time or Unix seconds")] = None,
+) -> None:
+    """Count every accepted event: leads, duplicates, non-leads, quarantine, deliveries."""
+    from hub.api.admin import parse_time
+    from hub.api.errors import ApiError
+    from hub.engine.ledger import ledger as compute
+
+    rt = _runtime(config, start_redis=False)
+    try:
+        doc = compute(rt.db, parse_time(since, "since"), parse_time(until, "until"))
+    except ApiError as exc:
+        err.print(exc.message)
+        raise typer.Exit(2) from None
+    doc["since"], doc["until"] = since, until
+    if format is Format.json:
+        print(json.dumps(doc, indent=2))
+        return
+    rows = [{"source": name, **counts} for name, counts in sorted(doc["by_source"].items())]
+    rows.append({"source": "TOTAL", **doc["totals"]})
+    _print_rows(rows, format, "Ledger" + ("" if doc["balanced"] else " (NOT BALANCED)"))
+    if not doc["balanced"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+def replay(lead_id: str, config: ConfigOpt = None) -> None:
+    """Re-route and re-deliver one lead (idempotent per destination)."""
+    from hub.engine.leads import get_lead
+    from hub.engine.replay import replay_lead
+
+    rt = _runtime(config)
+    if not replay_lead(rt, lead_id):
+        err.print(f"no lead {lead_id}")
+        raise typer.Exit(1)
+    lead = get_lead(rt, lead_id)
+    assert lead is not None
+    console.print(f"{lead_id}: " + ", ".join(f"{d.destination}:{d.status}" for d in lead.deliveries))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,290 @@
+"""The durable half of ``POST /hooks/{source}``: the raw request, and the lead or
+quarantine row it yields, in ONE transaction, committed before the provider is answered.
+
+One SQLite commit per request tops out at a few hundred per second, so concurrent
+requests are grouped: ``IngestBatcher`` collects what arrives while the previous commit
+runs and commits it together (group commit). Every request still waits for its own
+commit before it is answered; nothing is acknowledged from memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from sqlalchemy import Connection, Engine, insert, select, update
+from ulid import ULID
+
+from hub.connectors import InboundRequest, ParsedEvent
+from hub.models import Lead
+from hub.store import tables as t
+
+#: Headers worth keeping with the raw request (signatures, ids, types); others are noise.
+KEPT_HEADERS = (
+    "content-type", "user-agent", "x-forwarded-for", "x-real-ip", "webhook-id",
+    "webhook-timestamp", "webhook-signature", "x-hub-signature-256", "x-twilio-signature",
+    "x-telegram-bot-api-secret-token", "x-twilio-idempotency-token", "x-request-id",
+    "x-leadhub-token", "accept",
+)
+SECRET_HEADERS = ("x-leadhub-token", "x-telegram-bot-api-secret-token")
+
+
+def new_id() -> str:
+    return str(ULID())
+
+
+@dataclass
+class EventDraft:
+    """One provider event of a request, after parsing and normalization (no I/O yet)."""
+
+    event_key: str | None
+    lead: Lead | None = None  # None: an event that is not a lead
+    reason: str | None = None  # why not a lead / why quarantined
+    quarantine: bool = False
+
+
+@dataclass
+class IngestItem:
+    """A request on its way into the store."""
+
+    request: InboundRequest
+    received_at: float
+    events: list[EventDraft] = field(default_factory=list)
+    parse_error: str | None = None
+    dedup_window_s: float = 1800.0
+    inbound_id: str = field(default_factory=new_id)
+
+
+@dataclass
+class IngestResult:
+    lead_ids: list[str] = field(default_factory=list)
+    retry: bool = False  # the provider sent an event we already had
+    quarantined: str | None = None  # the reason, when the request went to quarantine
+    inbound_id: str = ""
+
+
+def body_key(request: InboundRequest) -> str:
+    """Identity of a request without a provider event id: the same body is the same event."""
+    digest = hashlib.sha256()
+    digest.update(request.path.encode())
+    digest.update(b"\0")
+    digest.update(request.body)
+    return "sha256:" + digest.hexdigest()
+
+
+def _headers(request: InboundRequest) -> dict[str, str]:
+    kept = {k: request.headers[k] for k in KEPT_HEADERS if k in request.headers}
+    for secret in SECRET_HEADERS:
+        if secret in kept:
+            kept[secret] = "***"
+    return kept
+
+
+def _query(request: InboundRequest) -> str:
+    from urllib.parse import urlencode
+
+    return urlencode([(k, "***" if k == "token" else v) for k, v in request.query])
+
+
+def ingest_one(conn: Connection, item: IngestItem) -> IngestResult:
+    """Write one request and what it yields; the caller owns the transaction."""
+    req, now = item.request, item.received_at
+    result = IngestResult(inbound_id=item.inbound_id)
+    outcome, lead_ids, notes, fresh_events = "non_lead", [], [], 0
+    quarantine_reason = item.parse_error
+
+    for ev in item.events:
+        key = ev.event_key
+        if key is not None:
+            seen = conn.execute(
+                select(t.event_keys.c.lead_id, t.event_keys.c.seen_at).where(
+                    t.event_keys.c.source == req.source, t.event_keys.c.event_key == key
+                )
+            ).first()
+            is_body_key = key.startswith("sha256:")
+            if seen is not None and (not is_body_key or now - seen.seen_at < item.dedup_window_s):
+                result.retry = True
+                if seen.lead_id:
+                    lead_ids.append(seen.lead_id)
+                continue
+        fresh_events += 1
+        lead_id = None
+        if ev.quarantine:
+            quarantine_reason = quarantine_reason or ev.reason or "not a lead"
+        elif ev.lead is not None:
+            lead = ev.lead
+            lead_id = lead.id
+            data = lead.to_json_dict()
+            data.pop("deliveries", None)
+            conn.execute(
+                insert(t.leads).values(
+                    id=lead.id, source=lead.source, channel=lead.channel, received_at=now,
+                    status="received", data=data, inbound_id=item.inbound_id,
+                    lease_until=0.0, updated_at=now,
+                )
+            )
+            lead_ids.append(lead.id)
+            outcome = "lead"
+        elif ev.reason:
+            notes.append(ev.reason)
+        if key is not None:
+            _remember_key(conn, req.source, key, lead_id, item.inbound_id, now, seen is not None)
+
+    if quarantine_reason is not None:
+        outcome = "quarantined"
+        conn.execute(
+            insert(t.quarantine).values(
+                id=new_id(), inbound_id=item.inbound_id, source=req.source,
+                reason=quarantine_reason, state="open", created_at=now, updated_at=now,
+            )
+        )
+        result.quarantined = quarantine_reason
+    elif result.retry and fresh_events == 0:
+        outcome = "retry"
+    conn.execute(
+        insert(t.inbound_events).values(
+            id=item.inbound_id, source=req.source, received_at=now, method=req.method,
+            path=req.path, query=_query(req), headers=_headers(req), body=req.body,
+            outcome=outcome, lead_id=lead_ids[0] if lead_ids else None,
+            events=0 if outcome == "retry" else max(fresh_events, 1),
+            event_key=item.events[0].event_key if item.events else None,
+            note="; ".join(notes) or quarantine_reason,
+        )
+    )
+    result.lead_ids = lead_ids
+    return result
+
+
+def _remember_key(
+    conn: Connection, source: str, key: str, lead_id: str | None, inbound_id: str, now: float,
+    exists: bool,
+) -> None:
+    if exists:  # an old body hash outside the window: this is a new event now
+        conn.execute(
+            update(t.event_keys)
+            .where(t.event_keys.c.source == source, t.event_keys.c.event_key == key)
+            .values(lead_id=lead_id, inbound_id=inbound_id, seen_at=now)
+        )
+    else:
+        conn.execute(
+            insert(t.event_keys).values(
+                source=source, event_key=key, lead_id=lead_id, inbound_id=inbound_id, seen_at=now
+            )
+        )
+
+
+def ingest_batch(engine: Engine, items: list[IngestItem]) -> list[IngestResult]:
+    """Commit a group of requests in one transaction.
+
+    If the group fails (e.g. two requests with the same event id raced), each request is
+    retried in a transaction of its own so one bad request never fails the others.
+    """
+    try:
+        with engine.begin() as conn:
+            return [ingest_one(conn, item) for item in items]
+    except Exception:
+        if len(items) == 1:
+            raise
+    results = []
+    for item in items:
+        with engine.begin() as conn:
+            results.append(ingest_one(conn, item))
+    return results
+
+
+class IngestBatcher:
+    """Group commit for the async webhook path: one writer thread, many waiting requests."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        after_commit: Callable[[list[IngestResult]], None] | None = None,
+        max_batch: int = 256,
+    ) -> None:
+        self.engine = engine
+        self.after_commit = after_commit
+        self.max_batch = max_batch
+        self._queue: asyncio.Queue[tuple[IngestItem, asyncio.Future[IngestResult]]] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def submit(self, item: IngestItem) -> IngestResult:
+        if self._queue is None:
+            self._queue = asyncio.Queue()
+            self._task = asyncio.create_task(self._run())
+        fut: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
+        await self._queue.put((item, fut))
+        return await fut
+
+    async def _run(self) -> None:
+        assert self._queue is not None
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self.max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            items = [b[0] for b in batch]
+            try:
+                results = await asyncio.to_thread(self._commit, items)
+            except Exception as exc:  # the store is down: every waiting request gets the error
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            for (_, fut), res in zip(batch, results, strict=True):
+                if not fut.done():
+                    fut.set_result(res)
+
+    def _commit(self, items: list[IngestItem]) -> list[IngestResult]:
+        results = ingest_batch(self.engine, items)
+        if self.after_commit is not None:
+            try:
+                self.after_commit(results)
+            except Exception:  # a failed wake-up is repaired by the sweeper
+                pass
+        return results
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+            self._queue = None
+
+
+def build_item(
+    request: InboundRequest,
+    parsed: list[ParsedEvent] | None,
+    parse_error: str | None,
+    *,
+    default_region: str,
+    dedup_window_s: float,
+    received_at: float,
+) -> IngestItem:
+    """Normalize what the source parsed into the rows ``ingest_one`` writes (pure, no I/O).
+
+    A lead without any contact (no phone, email or messenger id) is not a lead: it goes to
+    quarantine with the reason, like a body that could not be parsed.
+    """
+    from datetime import UTC, datetime
+
+    from hub.normalize import normalize_lead
+
+    item = IngestItem(request, received_at, parse_error=parse_error, dedup_window_s=dedup_window_s)
+    when = datetime.fromtimestamp(received_at, UTC)
+    for ev in parsed or []:
+        key = f"id:{ev.event_id}" if ev.event_id else body_key(request)
+        if ev.lead is None:
+            item.events.append(EventDraft(key, reason=ev.reason or "not a lead"))
+            continue
+        lead = normalize_lead(
+            ev.lead, lead_id=new_id(), source=request.source, received_at=when,
+            default_region=default_region,
+        )
+        if not lead.contact.has_any():
+            item.events.append(
+                EventDraft(key, quarantine=True,
+                           reason="no contact: the request has no phone, email or messenger id")
+            )
+        else:
+            item.events.append(EventDraft(key, lead=lead))
+    return item

@@ -1,0 +1,67 @@
+"""RQ job entry points: module-level functions taking names, not objects (JSON serializer).
+
+Each job clears its wake-up marker first, so work that arrives while it runs wakes it
+again; each is idempotent, so a duplicate execution (RQ's known failure mode) is harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from hub.engine.drain import drain
+from hub.engine.process import process_received
+from hub.queue import PROCESS_QUEUE, clear_wake, destination_queue, wake
+from hub.runtime import Runtime, current
+
+log = logging.getLogger("leadhub.jobs")
+PROCESS_JOB = "hub.engine.jobs.process_job"
+DRAIN_JOB = "hub.engine.jobs.drain_job"
+
+
+def wake_process(rt: Runtime) -> bool:
+    return wake(rt.redis, PROCESS_QUEUE, PROCESS_JOB)
+
+
+def wake_drain(rt: Runtime, destination: str) -> bool:
+    return wake(rt.redis, destination_queue(destination), DRAIN_JOB, destination)
+
+
+def process_job() -> int:
+    """Route every received lead, batch by batch; wake the drains it gave work to."""
+    rt = current()
+    clear_wake(rt.redis, PROCESS_QUEUE)
+    total = 0
+    while True:
+        done = process_received(rt)
+        if not done.leads:
+            return total
+        total += len(done.leads)
+        for dest in sorted(done.destinations):
+            wake_drain(rt, dest)
+        for lead in done.leads:
+            try:
+                rt.pm.hook.leadhub_lead_received(lead=lead, source=lead.source)
+            except Exception:  # a notification plugin must never stop routing
+                log.exception("leadhub_lead_received hook failed")
+
+
+def drain_job(destination: str) -> int:
+    rt = current()
+    clear_wake(rt.redis, destination_queue(destination), destination)
+    stats = drain(rt, destination)
+    if stats.more:
+        wake_drain(rt, destination)
+    if stats.finished:
+        from hub.engine.leads import get_lead
+
+        for lead_id, dest, status, ext, err in stats.finished:
+            lead = get_lead(rt, lead_id)
+            if lead is None:
+                continue
+            try:
+                rt.pm.hook.leadhub_delivery_finished(
+                    lead=lead, destination=dest, status=status, external_id=ext, error=err
+                )
+            except Exception:
+                log.exception("leadhub_delivery_finished hook failed")
+    return stats.delivered

@@ -1,0 +1,43 @@
+"""Reading leads back as the contract's JSON, with their deliveries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from hub.models import Delivery, Lead
+from hub.runtime import Runtime
+from hub.store import tables as t
+
+
+def lead_from_row(row: Any, deliveries: list[Any]) -> Lead:
+    lead = Lead.model_validate(row.data)
+    lead.status = row.status
+    lead.deliveries = [
+        Delivery(
+            id=d.id, destination=d.destination, status=d.status, external_id=d.external_id,
+            attempts=d.attempts, last_error=d.last_error,
+        )
+        for d in deliveries
+    ]
+    return lead
+
+
+def load_leads(conn: Connection, rows: list[Any]) -> list[Lead]:
+    ids = [r.id for r in rows]
+    by_lead: dict[str, list[Any]] = {i: [] for i in ids}
+    if ids:
+        for d in conn.execute(
+            select(t.deliveries).where(t.deliveries.c.lead_id.in_(ids)).order_by(t.deliveries.c.id)
+        ):
+            by_lead[d.lead_id].append(d)
+    return [lead_from_row(r, by_lead[r.id]) for r in rows]
+
+
+def get_lead(rt: Runtime, lead_id: str) -> Lead | None:
+    with rt.db.connect() as conn:
+        row = conn.execute(select(t.leads).where(t.leads.c.id == lead_id)).first()
+        if row is None:
+            return None
+        return load_leads(conn, [row])[0]

@@ -1,0 +1,135 @@
+"""One hub process's world: validated config, plugins, store engine, Redis, connectors.
+
+The api, every worker and the scheduler each build one ``Runtime`` from the same
+``plugins.toml``; RQ jobs are module-level functions taking ids, and they reach the
+runtime of the worker process they run in through ``current()``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pluggy
+import redis
+from sqlalchemy import Engine, select
+
+from hub.config import HubConfig, load_config
+from hub.connectors import ConnectorContext, Destination, Source
+from hub.plugins import PluginInfo, discover, make_plugin_manager
+from hub.queue import EmbeddedRedis, connect, resolve_redis_url
+from hub.store import tables as t
+from hub.store.db import make_engine, migrate
+
+
+@dataclass
+class Runtime:
+    config: HubConfig
+    pm: pluggy.PluginManager
+    plugins: dict[str, PluginInfo]
+    db: Engine
+    redis_url: str
+    redis: redis.Redis
+    embedded_redis: EmbeddedRedis | None = None
+    pid: int = field(default_factory=os.getpid)
+    _sources: dict[str, Source[Any]] = field(default_factory=dict)
+    _destinations: dict[str, Destination[Any]] = field(default_factory=dict)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.config.hub.data_dir
+
+    def context(self, name: str) -> ConnectorContext:
+        return ConnectorContext(
+            name=name, data_dir=self.data_dir, default_region=self.config.hub.default_region
+        )
+
+    def source(self, name: str) -> Source[Any] | None:
+        """The source connector named ``name``, or None when unknown."""
+        if name not in self._sources:
+            spec = self.config.sources.get(name)
+            if spec is None:
+                return None
+            cls = spec.plugin.connector
+            assert issubclass(cls, Source)
+            self._sources[name] = cls(spec.config, self.context(name))
+        return self._sources[name]
+
+    def destination(self, name: str) -> Destination[Any] | None:
+        if name not in self._destinations:
+            spec = self.config.destinations.get(name)
+            if spec is None:
+                return None
+            cls = spec.plugin.connector
+            assert issubclass(cls, Destination)
+            self._destinations[name] = cls(spec.config, self.context(name))
+        return self._destinations[name]
+
+    def enabled_overrides(self) -> dict[str, bool]:
+        """Connector switches set through the admin API (persisted in the store)."""
+        with self.db.connect() as conn:
+            rows = conn.execute(select(t.connector_state.c.name, t.connector_state.c.enabled))
+            return {name: bool(enabled) for name, enabled in rows}
+
+    def is_enabled(self, name: str, overrides: dict[str, bool] | None = None) -> bool:
+        spec = self.config.sources.get(name) or self.config.destinations.get(name)
+        if spec is None:
+            return False
+        state = (self.enabled_overrides() if overrides is None else overrides).get(name)
+        return spec.config.enabled if state is None else state
+
+    def close(self) -> None:
+        for conn in [*self._sources.values(), *self._destinations.values()]:
+            conn.close()
+        self._sources.clear()
+        self._destinations.clear()
+        self.redis.close()
+        self.db.dispose()
+        if self.embedded_redis:
+            self.embedded_redis.stop()
+
+
+def build_runtime(
+    config_path: str | Path | None = None,
+    *,
+    config: HubConfig | None = None,
+    extra_plugins: list[tuple[str, object]] | None = None,
+    start_redis: bool = True,
+) -> Runtime:
+    """Validate the config, open the store (migrating it) and connect to Redis."""
+    pm = make_plugin_manager(extra_plugins or [])
+    plugins = discover(pm)
+    cfg = config or load_config(config_path, plugins)
+    cfg.hub.data_dir.mkdir(parents=True, exist_ok=True)
+    db = make_engine(cfg.hub.sqlalchemy_url())
+    migrate(db)
+    embedded = None
+    if start_redis:
+        url, embedded = resolve_redis_url(cfg.hub.redis_url, cfg.hub.data_dir)
+    else:  # a child of `leadhub serve` or a worker: the URL is in the environment
+        url = cfg.hub.redis_url or EmbeddedRedis(cfg.hub.data_dir / "redis").url
+    rt = Runtime(cfg, pm, plugins, db, url, connect(url), embedded)
+    pm.hook.leadhub_startup(settings=cfg.hub.model_dump(mode="json"))
+    return rt
+
+
+_current: Runtime | None = None
+
+
+def set_current(rt: Runtime | None) -> None:
+    global _current
+    _current = rt
+
+
+def current() -> Runtime:
+    """The runtime of this process; RQ jobs use it.
+
+    Built on first use from ``$LEADHUB_CONFIG`` (each forked worker builds its own, since
+    database and Redis connections must not cross a fork).
+    """
+    global _current
+    if _current is None or _current.pid != os.getpid():
+        _current = build_runtime(None, start_redis=False)
+    return _current

@@ -1,0 +1,149 @@
+"""The record: every table LeadHub keeps. Redis only carries wake-ups; the truth is here.
+
+Times are stored as UTC epoch seconds (floats): they compare the same way on SQLite and
+PostgreSQL, and the scheduler's "due" queries stay simple index range scans.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Double,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+ID = 32  # ULIDs are 26 characters; room for prefixed ids
+
+#: The raw request, committed before the provider gets any answer.
+inbound_events = Table(
+    "inbound_events",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("source", String(128), nullable=False),
+    Column("received_at", Double, nullable=False),
+    Column("method", String(8), nullable=False),
+    Column("path", Text, nullable=False, default=""),
+    Column("query", Text, nullable=False, default=""),
+    Column("headers", JSON, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    # lead | retry | non_lead | quarantined
+    Column("outcome", String(16), nullable=False),
+    Column("lead_id", String(ID)),
+    Column("events", Integer, nullable=False, default=1),  # provider events, 0 for a retry
+    Column("event_key", Text),
+    Column("note", Text),
+    Index(None, "received_at"),
+    Index(None, "source", "received_at"),
+)
+
+#: Provider event ids (or body hashes) already seen: a retry of one is not a new event.
+event_keys = Table(
+    "event_keys",
+    metadata,
+    Column("source", String(128), primary_key=True),
+    Column("event_key", String(200), primary_key=True),
+    Column("lead_id", String(ID)),
+    Column("inbound_id", String(ID), nullable=False),
+    Column("seen_at", Double, nullable=False),
+)
+
+leads = Table(
+    "leads",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("source", String(128), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("received_at", Double, nullable=False),
+    Column("status", String(24), nullable=False),
+    Column("data", JSON, nullable=False),  # the contract's Lead JSON, without deliveries
+    Column("duplicate_of", String(ID)),
+    Column("assigned_to", String(64)),
+    Column("inbound_id", String(ID)),
+    Column("lease_until", Double, nullable=False, default=0.0),  # claimed by a process job
+    Column("updated_at", Double, nullable=False),
+    Index(None, "status", "lease_until"),
+    Index(None, "received_at"),
+    Index(None, "source", "received_at"),
+)
+
+#: Normalized phones, emails and messenger ids of each lead, for cross-channel dedup.
+contact_keys = Table(
+    "contact_keys",
+    metadata,
+    Column("key", String(200), nullable=False),
+    Column("lead_id", String(ID), nullable=False),
+    Column("received_at", Double, nullable=False),
+    Index(None, "key", "received_at"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("lead_id", String(ID), nullable=False),
+    Column("destination", String(128), nullable=False),
+    Column("status", String(16), nullable=False),  # pending | delivered | failed | dead
+    Column("idempotency_key", String(100), nullable=False, unique=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("first_attempt_at", Double),
+    Column("next_attempt_at", Double, nullable=False),
+    Column("lease_until", Double, nullable=False, default=0.0),
+    # the last attempt may have reached the destination: look up before creating again
+    Column("uncertain", Boolean, nullable=False, default=False),
+    Column("external_id", String(200)),
+    Column("last_error", Text),
+    Column("created_at", Double, nullable=False),
+    Column("updated_at", Double, nullable=False),
+    Column("delivered_at", Double),
+    UniqueConstraint("lead_id", "destination"),
+    Index(None, "destination", "status", "next_attempt_at"),
+    Index(None, "status", "updated_at"),
+)
+
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("inbound_id", String(ID), nullable=False),
+    Column("source", String(128), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("state", String(16), nullable=False, default="open"),  # open | reprocessed
+    Column("lead_id", String(ID)),
+    Column("created_at", Double, nullable=False),
+    Column("updated_at", Double, nullable=False),
+    Index(None, "state", "created_at"),
+)
+
+#: Admin switches that outlive restarts (connector enable/disable).
+connector_state = Table(
+    "connector_state",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("enabled", Boolean, nullable=False),
+    Column("updated_at", Double, nullable=False),
+)
+
+#: Shared, persistent counters (round-robin positions), advanced atomically in SQL.
+counters = Table(
+    "counters",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("value", Integer, nullable=False, default=0),
+)

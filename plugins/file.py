@@ -1,0 +1,121 @@
+"""``file`` destination: each lead as one JSON line in a file under ``data_dir``.
+
+Exactly once even across crashes: under an exclusive lock, the file itself is checked
+for the lead's id before appending (the ids already in the file are cached per process
+and brought up to date by reading only what was appended since). A crash after the
+write but before the hub recorded it is therefore harmless: the retry finds the line.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from pathlib import Path
+from collections.abc import Callable
+from typing import Any, BinaryIO, ClassVar
+
+from pydantic import Field, field_validator
+
+from hub import hookimpl
+from hub.connectors import (
+    Connector,
+    ConnectorContext,
+    DeliveryItem,
+    DeliveryOutcome,
+    Destination,
+    DestinationConfig,
+    Limits,
+)
+from hub.errors import PermanentError
+
+
+class FileConfig(DestinationConfig):
+    path: str = Field(default="leads.jsonl", description="JSON lines file, relative to data_dir.")
+
+    @field_validator("path")
+    @classmethod
+    def _relative(cls, v: str) -> str:
+        if Path(v).is_absolute() or ".." in Path(v).parts:
+            raise ValueError("must be a relative path inside data_dir")
+        return v
+
+
+class FileDestination(Destination[FileConfig]):
+    """Append leads to a JSON-lines file (one lead per line), exactly once."""
+
+    Config = FileConfig
+    limits: ClassVar[Limits] = Limits(requests_per_second=1000, batch_size=100, burst=10)
+
+    def __init__(self, config: FileConfig, context: ConnectorContext) -> None:
+        super().__init__(config, context)
+        self.file = self.context.data_dir / config.path
+        self._ids: dict[str, int] = {}  # lead id -> byte offset of its line
+        self._scanned = 0
+
+    def _catch_up(self, f: BinaryIO) -> None:
+        """Read lines appended since our last look (by any process); drop a torn tail."""
+        size = os.fstat(f.fileno()).st_size
+        if size < self._scanned:  # the file was replaced: start over
+            self._ids.clear()
+            self._scanned = 0
+        f.seek(self._scanned)
+        data = f.read()
+        offset = self._scanned
+        for line in data.splitlines(keepends=True):
+            if not line.endswith(b"\n"):
+                f.truncate(offset)  # torn by a crash mid-write
+                break
+            try:
+                lead_id = json.loads(line).get("id")
+            except ValueError:
+                lead_id = None
+            if isinstance(lead_id, str):
+                self._ids[lead_id] = offset
+            offset += len(line)
+        self._scanned = offset
+
+    def _append(self, items: list[DeliveryItem], write: bool) -> list[DeliveryOutcome]:
+        self.file.parent.mkdir(parents=True, exist_ok=True)
+        out = []
+        with open(self.file, "a+b") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                self._catch_up(f)
+                for item in items:
+                    lead_id = item.lead.id
+                    if lead_id in self._ids:
+                        out.append(DeliveryOutcome(item.delivery_id, f"{self._ids[lead_id]}"))
+                        continue
+                    if not write:
+                        continue
+                    lead = item.lead.model_copy(update={"deliveries": []})
+                    line = json.dumps(lead.to_json_dict(), ensure_ascii=False).encode() + b"\n"
+                    f.seek(0, os.SEEK_END)
+                    offset = f.tell()
+                    f.write(line)
+                    self._ids[lead_id] = offset
+                    self._scanned = offset + len(line)
+                    out.append(DeliveryOutcome(item.delivery_id, f"{offset}"))
+                f.flush()
+                os.fsync(f.fileno())
+            except OSError as exc:
+                raise PermanentError(f"cannot write {self.config.path}: {exc.strerror}") from exc
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+        return out
+
+    def deliver(self, items: list[DeliveryItem]) -> list[DeliveryOutcome]:
+        fresh = [i for i in items if not i.lead.duplicate_of]
+        done = self._append(fresh, write=True) if fresh else []
+        # a duplicate's line would be a second record of the same person: record nothing
+        return done + [DeliveryOutcome(i.delivery_id, None) for i in items if i.lead.duplicate_of]
+
+    def lookup(self, item: DeliveryItem) -> str | None:
+        found = self._append([item], write=False)
+        return found[0].external_id if found else None
+
+
+@hookimpl
+def leadhub_register_connectors(register: Callable[[type[Connector[Any]]], None]) -> None:
+    register(FileDestination)
