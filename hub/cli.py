@@ -26,7 +26,7 @@ app = typer.Typer(help="LeadHub: webhooks in, normalized leads out, exactly once
 plugin_app = typer.Typer(help="Plugin development helpers.", no_args_is_help=True)
 app.add_typer(plugin_app, name="plugin")
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 ConfigOpt = Annotated[
     Path | None,

@@ -1,0 +1,103 @@
+"""Shared fixtures: real Redis (embedded, or LEADHUB_TEST_REDIS_URL), real stores
+(SQLite always, PostgreSQL when LEADHUB_TEST_DATABASE_URL is set), real processes."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from hub.queue import EmbeddedRedis
+from hub.testing.cluster import HubCluster
+
+PG_URL = os.environ.get("LEADHUB_TEST_DATABASE_URL", "")
+PG_SKIP = "PostgreSQL tests need LEADHUB_TEST_DATABASE_URL (e.g. postgresql://postgres@127.0.0.1:5432/postgres)"
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    """A Redis of this test's own: embedded, or the shared one flushed."""
+    shared = os.environ.get("LEADHUB_TEST_REDIS_URL")
+    if shared:
+        redis.Redis.from_url(shared).flushdb()
+        yield shared
+        return
+    emb = EmbeddedRedis(tmp_path / "redis")
+    url = emb.start()
+    yield url
+    emb.stop()
+
+
+def _pg_database() -> Iterator[str]:
+    if not PG_URL:
+        pytest.skip(PG_SKIP)
+    name = f"leadhub_test_{secrets.token_hex(6)}"
+    admin = create_engine(_sa(PG_URL), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def _sa(url: str) -> str:
+    return "postgresql+psycopg://" + url.split("://", 1)[1] if url.startswith("postgres") else url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Each store test runs on SQLite and on PostgreSQL (a fresh database per test)."""
+    if request.param == "sqlite":
+        yield ""  # the hub's default: SQLite under data_dir
+    else:
+        yield from _pg_database()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    yield from _pg_database()
+
+
+ConfigWriter = Callable[[str], Path]
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> ConfigWriter:
+    """Write a plugins.toml (dedented) under the test's directory."""
+
+    def write(body: str) -> Path:
+        path = tmp_path / "plugins.toml"
+        path.write_text(textwrap.dedent(body), encoding="utf-8")
+        return path
+
+    return write
+
+
+ClusterFactory = Callable[..., HubCluster]
+
+
+@pytest.fixture
+def make_cluster(tmp_path: Path) -> Iterator[ClusterFactory]:
+    """Build (not start) HubClusters; every one is stopped at the end of the test."""
+    made: list[HubCluster] = []
+
+    def make(config: Path, database_url: str = "", **kw: object) -> HubCluster:
+        c = HubCluster(config, data_dir=tmp_path / f"hub{len(made)}", database_url=database_url,
+                       **kw)  # type: ignore[arg-type]
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.stop()

@@ -1,0 +1,180 @@
+"""The engine on a real store (SQLite and PostgreSQL) and a real Redis, in-process:
+ingest, dedup of provider retries, quarantine, routing, assignment, leased delivery."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from hub.connectors import InboundRequest, ParsedEvent
+from hub.engine.drain import drain
+from hub.engine.ingest import build_item, ingest_batch
+from hub.engine.ledger import ledger
+from hub.engine.leads import get_lead
+from hub.engine.process import process_received
+from hub.engine.replay import replay_lead
+from hub.runtime import Runtime, build_runtime
+from hub.store import tables as t
+from tests.conftest import ConfigWriter
+
+CONFIG = """
+[hub]
+default_region = "RU"
+default_destinations = ["jsonl"]
+
+[sources.site_form]
+plugin = "webform"
+
+[destinations.jsonl]
+plugin = "file"
+path = "leads.jsonl"
+
+[destinations.other]
+plugin = "file"
+path = "other.jsonl"
+
+[[routes]]
+name = "ads"
+match = { "utm.source" = "yandex*" }
+destinations = ["jsonl", "other"]
+assign = { strategy = "round_robin", managers = ["1001", "1002", "1003"] }
+"""
+
+
+@pytest.fixture
+def rt(write_config: ConfigWriter, tmp_path: Path, database_url: str, redis_url: str,
+       monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setenv("LEADHUB_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("LEADHUB_DATABASE_URL", database_url)
+    monkeypatch.setenv("LEADHUB_REDIS_URL", redis_url)
+    runtime = build_runtime(write_config(CONFIG))
+    yield runtime
+    runtime.close()
+
+
+def form(body: str, **headers: str) -> InboundRequest:
+    return InboundRequest(
+        method="POST", source="site_form", path="", query=(),
+        headers={"content-type": "application/x-www-form-urlencoded", **headers},
+        body=body.encode(),
+    )
+
+
+def ingest(rt: Runtime, req: InboundRequest) -> Any:
+    src = rt.source(req.source)
+    assert src is not None
+    parsed: list[ParsedEvent] = src.parse(req)
+    item = build_item(req, parsed, None, default_region="RU", dedup_window_s=1800,
+                      received_at=time.time())
+    return ingest_batch(rt.db, [item])[0]
+
+
+def count(rt: Runtime, table: Any) -> int:
+    with rt.db.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+def test_lead_flows_to_destinations_with_manager(rt: Runtime) -> None:
+    res = ingest(rt, form("name=%D0%98%D0%B2%D0%B0%D0%BD&phone=8+(916)+123-45-67&utm_source=yandex"))
+    [lead_id] = res.lead_ids
+    assert count(rt, t.inbound_events) == 1  # the raw request is in the store
+    done = process_received(rt)
+    assert [lead.id for lead in done.leads] == [lead_id]
+    assert done.destinations == {"jsonl", "other"}
+    assert drain(rt, "jsonl").delivered == 1
+    assert drain(rt, "other").delivered == 1
+    lead = get_lead(rt, lead_id)
+    assert lead is not None
+    assert lead.status == "delivered"
+    assert lead.assigned_to == "1001"
+    assert lead.contact.phones == ["+79161234567"]
+    lines = (rt.data_dir / "leads.jsonl").read_text().splitlines()
+    assert [json.loads(x)["id"] for x in lines] == [lead_id]
+
+
+def test_provider_retry_with_same_body_is_one_lead(rt: Runtime) -> None:
+    body = "name=A&phone=%2B79161234567"
+    first = ingest(rt, form(body))
+    again = ingest(rt, form(body))
+    assert again.retry and again.lead_ids == first.lead_ids
+    assert count(rt, t.leads) == 1
+    assert count(rt, t.inbound_events) == 2  # both raw requests kept
+    doc = ledger(rt.db)
+    assert doc["totals"]["events"] == 1 and doc["balanced"]
+
+
+def test_same_event_id_is_one_lead_even_with_other_body(rt: Runtime) -> None:
+    a = ingest(rt, form("phone=%2B79161234567&event_id=e1"))
+    b = ingest(rt, form("phone=%2B79161234567&event_id=e1&x=1"))
+    assert b.lead_ids == a.lead_ids
+
+
+def test_no_contact_goes_to_quarantine(rt: Runtime) -> None:
+    res = ingest(rt, form("name=Nobody&comment=hi"))
+    assert res.quarantined and "no contact" in res.quarantined
+    assert count(rt, t.quarantine) == 1 and count(rt, t.leads) == 0
+    assert ledger(rt.db)["totals"]["quarantined"] == 1
+
+
+def test_cross_channel_duplicate_points_at_original(rt: Runtime) -> None:
+    a = ingest(rt, form("phone=%2B79161234567&email=a%40example.ru"))
+    b = ingest(rt, form("name=Other&email=A%40Example.ru"))
+    process_received(rt)
+    dup = get_lead(rt, b.lead_ids[0])
+    assert dup is not None and dup.status == "duplicate" and dup.duplicate_of == a.lead_ids[0]
+    doc = ledger(rt.db)
+    assert doc["totals"]["duplicates"] == 1 and doc["totals"]["leads"] == 1 and doc["balanced"]
+
+
+def test_round_robin_is_even_and_persistent(rt: Runtime) -> None:
+    for i in range(9):
+        ingest(rt, form(f"phone=%2B7916123{i:04d}&utm_source=yandex"))
+    process_received(rt)
+    with rt.db.connect() as conn:
+        got = [r for (r,) in conn.execute(select(t.leads.c.assigned_to).order_by(t.leads.c.id))]
+    assert sorted(got) == ["1001"] * 3 + ["1002"] * 3 + ["1003"] * 3
+
+
+def test_expired_lease_makes_next_attempt_a_lookup(rt: Runtime) -> None:
+    """A worker that died after writing but before recording: no second line."""
+    res = ingest(rt, form("phone=%2B79161234567"))
+    process_received(rt)
+    dest = rt.destination("jsonl")
+    assert dest is not None
+    # simulate the crash: the file got the line, the store still shows a leased attempt
+    from hub.connectors import DeliveryItem
+
+    lead = get_lead(rt, res.lead_ids[0])
+    assert lead is not None
+    dest.deliver([DeliveryItem("x", "k", lead)])
+    with rt.db.begin() as conn:
+        conn.execute(t.deliveries.update().values(lease_until=time.time() - 1))
+    assert drain(rt, "jsonl").delivered == 1
+    lines = (rt.data_dir / "leads.jsonl").read_text().splitlines()
+    assert len(lines) == 1
+
+
+def test_disabled_destination_holds_deliveries_pending(rt: Runtime) -> None:
+    ingest(rt, form("phone=%2B79161234567"))
+    process_received(rt)
+    with rt.db.begin() as conn:
+        conn.execute(t.connector_state.insert().values(name="jsonl", enabled=False, updated_at=0))
+    assert drain(rt, "jsonl").delivered == 0
+    with rt.db.connect() as conn:
+        assert conn.execute(select(t.deliveries.c.status)).scalar() == "pending"
+
+
+def test_replay_is_idempotent_per_destination(rt: Runtime) -> None:
+    res = ingest(rt, form("phone=%2B79161234567"))
+    process_received(rt)
+    drain(rt, "jsonl")
+    assert replay_lead(rt, res.lead_ids[0])
+    drain(rt, "jsonl")
+    assert len((rt.data_dir / "leads.jsonl").read_text().splitlines()) == 1
+    lead = get_lead(rt, res.lead_ids[0])
+    assert lead is not None and [d.attempts for d in lead.deliveries] == [1]
