@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 
 @hookspec
-def leadhub_register_connectors(register: Callable[[type[Connector]], None]) -> None:
+def leadhub_register_connectors(register: Callable[[type[Connector[Any]]], None]) -> None:
     """Register the connector class this plugin provides by calling ``register(cls)``."""
 
 

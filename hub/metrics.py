@@ -45,7 +45,8 @@ class StoreCollector(Collector):
                 count.add_metric([dest, status], n)
             for dest, oldest in conn.execute(
                 select(t.deliveries.c.destination, func.min(t.deliveries.c.next_attempt_at))
-                .where(t.deliveries.c.status.in_(("pending", "failed")), t.deliveries.c.next_attempt_at <= now)
+                .where(t.deliveries.c.status.in_(("pending", "failed")),
+                       t.deliveries.c.next_attempt_at <= now)
                 .group_by(t.deliveries.c.destination)
             ):
                 age.add_metric([dest], max(0.0, now - float(oldest)))

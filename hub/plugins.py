@@ -3,7 +3,6 @@ entry-point group, and its id is the entry-point name."""
 
 from __future__ import annotations
 
-import importlib.metadata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import ModuleType

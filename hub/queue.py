@@ -106,7 +106,7 @@ def resolve_redis_url(redis_url: str, data_dir: Path) -> tuple[str, EmbeddedRedi
     return embedded.start(), embedded
 
 
-def connect(url: str) -> redis.Redis:
+def connect(url: str) -> redis.Redis[bytes]:
     """A client for ``url`` (redis://, rediss:// or unix://); short timeouts so an outage
     is an error we handle, not a hang."""
     return redis.Redis.from_url(
@@ -114,7 +114,7 @@ def connect(url: str) -> redis.Redis:
     )
 
 
-def wake(conn: redis.Redis, queue_name: str, func: str, *args: str) -> bool:
+def wake(conn: redis.Redis[bytes], queue_name: str, func: str, *args: str) -> bool:
     """Enqueue ``func(*args)`` on ``queue_name`` unless a wake-up for it is already queued.
 
     The marker expires on its own, so a wake-up lost with a wiped Redis or a killed
@@ -133,7 +133,7 @@ def wake(conn: redis.Redis, queue_name: str, func: str, *args: str) -> bool:
         return False
 
 
-def clear_wake(conn: redis.Redis, queue_name: str, *args: str) -> None:
+def clear_wake(conn: redis.Redis[bytes], queue_name: str, *args: str) -> None:
     """Called when a woken job starts, so new work that arrives meanwhile wakes it again."""
     with contextlib.suppress(redis.RedisError):
         conn.delete(f"leadhub:wake:{queue_name}:{':'.join(args)}")

@@ -31,7 +31,7 @@ class Runtime:
     plugins: dict[str, PluginInfo]
     db: Engine
     redis_url: str
-    redis: redis.Redis
+    redis: redis.Redis[bytes]
     embedded_redis: EmbeddedRedis | None = None
     pid: int = field(default_factory=os.getpid)
     _sources: dict[str, Source[Any]] = field(default_factory=dict)

@@ -13,6 +13,7 @@ import signal
 import threading
 import time
 from types import FrameType
+from typing import Any
 
 import redis
 from rq import Queue, SimpleWorker
@@ -35,7 +36,7 @@ def queue_names(config: HubConfig) -> list[str]:
 class HubWorker(SimpleWorker):
     """A SimpleWorker that builds this process's runtime before its first job."""
 
-    def work(self, *args: object, **kwargs: object) -> bool:
+    def work(self, *args: Any, **kwargs: Any) -> bool:
         current()
         return bool(super().work(*args, **kwargs))
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
 
 from pydantic import Field, field_validator

@@ -14,8 +14,8 @@ from sqlalchemy import func, select
 from hub.connectors import InboundRequest, ParsedEvent
 from hub.engine.drain import drain
 from hub.engine.ingest import build_item, ingest_batch
-from hub.engine.ledger import ledger
 from hub.engine.leads import get_lead
+from hub.engine.ledger import ledger
 from hub.engine.process import process_received
 from hub.engine.replay import replay_lead
 from hub.runtime import Runtime, build_runtime

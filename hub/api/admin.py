@@ -8,13 +8,13 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 
 from hub.api.deps import Admin, State
 from hub.api.errors import ApiError
 from hub.engine.jobs import wake_drain, wake_process
-from hub.engine.ledger import ledger
 from hub.engine.leads import load_leads
+from hub.engine.ledger import ledger
 from hub.engine.replay import replay_lead, retry_delivery
 from hub.store import tables as t
 
@@ -146,7 +146,7 @@ def list_quarantine(
         rows = conn.execute(
             select(q, ie.c.method, ie.c.path, ie.c.headers, ie.c.body)
             .join(ie, ie.c.id == q.c.inbound_id)
-            .where(or_(q.c.state == state_filter, state_filter == "all"))
+            .where(q.c.state == state_filter if state_filter != "all" else q.c.state.is_not(None))
             .order_by(q.c.id.desc()).limit(limit)
         )
         items = [

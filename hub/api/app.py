@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -32,16 +33,12 @@ def create_app(rt: Runtime, background_ok: Callable[[], str | None] | None = Non
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        try:
+        with contextlib.suppress(ValueError):  # already registered by another app in this process
             REGISTRY.register(collector)
-        except ValueError:
-            pass
         yield
         await state.batcher.close()
-        try:
+        with contextlib.suppress(KeyError):
             REGISTRY.unregister(collector)
-        except KeyError:
-            pass
 
     app = FastAPI(
         title="LeadHub", version=__version__, lifespan=lifespan,

@@ -10,10 +10,11 @@ commit before it is answered; nothing is acknowledged from memory.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
 from sqlalchemy import Connection, Engine, insert, select, update
 from ulid import ULID
 
@@ -238,10 +239,8 @@ class IngestBatcher:
     def _commit(self, items: list[IngestItem]) -> list[IngestResult]:
         results = ingest_batch(self.engine, items)
         if self.after_commit is not None:
-            try:
+            with contextlib.suppress(Exception):  # a failed wake-up is repaired by the sweeper
                 self.after_commit(results)
-            except Exception:  # a failed wake-up is repaired by the sweeper
-                pass
         return results
 
     async def close(self) -> None:

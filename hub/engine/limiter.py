@@ -34,7 +34,7 @@ SAFETY = 0.96
 
 
 class RateLimiter:
-    def __init__(self, conn: redis.Redis) -> None:
+    def __init__(self, conn: redis.Redis[bytes]) -> None:
         self.conn = conn
         self._script = conn.register_script(_RESERVE)
 

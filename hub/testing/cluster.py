@@ -189,3 +189,35 @@ class HubCluster:
             cursor = page["next_cursor"]
             if not cursor:
                 return items
+
+
+class AppServer:
+    """A FastAPI app served by uvicorn in a thread on an ephemeral loopback port: real HTTP
+    for tests that need the API but not separate processes."""
+
+    def __init__(self, app: Any) -> None:
+        import uvicorn
+
+        self.port = free_port()
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                           access_log=False, lifespan="on")
+        )
+        self.thread: Any = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> Self:
+        import threading
+
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        wait_until(lambda: self.server.started, 10, 0.01, "uvicorn to start")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        if self.thread is not None:
+            self.thread.join(10)

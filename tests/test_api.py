@@ -1,0 +1,222 @@
+"""The HTTP contract over real HTTP on loopback: what each request gets, JSON errors,
+the admin API and its token, health and metrics."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from hub.api.app import create_app
+from hub.runtime import Runtime, build_runtime
+from hub.standard_webhooks import sign
+from hub.store import tables as t
+from hub.testing.cluster import AppServer
+from tests.conftest import ConfigWriter
+
+SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
+CONFIG = f"""
+[hub]
+admin_token = "adm"
+max_body_bytes = 4096
+default_destinations = ["jsonl"]
+
+[sources.site_form]
+plugin = "webform"
+
+[sources.locked]
+plugin = "webform"
+token = "form-secret"
+
+[sources.signed]
+plugin = "webform"
+signing_secret = "{SECRET}"
+
+[sources.off]
+plugin = "webform"
+enabled = false
+
+[destinations.jsonl]
+plugin = "file"
+"""
+ADMIN = {"Authorization": "Bearer adm"}
+
+
+@pytest.fixture
+def hub(write_config: ConfigWriter, tmp_path: Path, redis_url: str,
+        monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Runtime, httpx.Client]]:
+    monkeypatch.setenv("LEADHUB_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("LEADHUB_REDIS_URL", redis_url)
+    monkeypatch.delenv("LEADHUB_ADMIN_TOKEN", raising=False)
+    rt = build_runtime(write_config(CONFIG))
+    with AppServer(create_app(rt)) as srv, httpx.Client(base_url=srv.base_url, timeout=10) as c:
+        yield rt, c
+    rt.close()
+
+
+def count(rt: Runtime, table: Any) -> int:
+    with rt.db.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+def error_code(r: httpx.Response) -> str:
+    code: str = r.json()["error"]["code"]
+    return code
+
+
+def test_form_post_is_accepted_and_stored_before_the_answer(hub: Any) -> None:
+    rt, c = hub
+    r = c.post("/hooks/site_form", data={"name": "Иван", "phone": "8 (916) 123-45-67",
+                                         "utm_source": "yandex", "utm_campaign": "spring"})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["status"] == "accepted" and body["id"]
+    assert count(rt, t.inbound_events) == 1 and count(rt, t.leads) == 1
+    lead = c.get(f"/api/leads/{body['id']}", headers=ADMIN).json()
+    assert lead["contact"]["phones"] == ["+79161234567"]
+    assert lead["utm"]["source"] == "yandex" and lead["utm"]["campaign"] == "spring"
+
+
+def test_unknown_and_disabled_sources_get_404(hub: Any) -> None:
+    _, c = hub
+    for name in ("nope", "off"):
+        r = c.post(f"/hooks/{name}", data={"phone": "+79161234567"})
+        assert r.status_code == 404 and error_code(r) == "unknown_source"
+
+
+def test_token_source_rejects_without_token_and_accepts_with_it(hub: Any) -> None:
+    rt, c = hub
+    r = c.post("/hooks/locked", data={"phone": "+79161234567"})
+    assert r.status_code == 401 and r.json()["error"]["message"]
+    assert count(rt, t.leads) == 0
+    assert c.post("/hooks/locked?token=wrong", data={"phone": "+79161234567"}).status_code == 401
+    assert c.post("/hooks/locked?token=form-secret", data={"phone": "+79161234567"}).status_code == 200
+    r = c.post("/hooks/locked", data={"phone": "+79161234568"},
+               headers={"X-Leadhub-Token": "form-secret"})
+    assert r.status_code == 200
+    with rt.db.connect() as conn:
+        stored = [q for (q,) in conn.execute(select(t.inbound_events.c.query))]
+    assert all("form-secret" not in q for q in stored)
+
+
+def test_standard_webhooks_signature(hub: Any) -> None:
+    _, c = hub
+    body = json.dumps({"name": "Анна", "phone": "+79161234567"}).encode()
+    headers = sign(SECRET, "msg_1", datetime.now(UTC), body)
+    headers["content-type"] = "application/json"
+    r = c.post("/hooks/signed", content=body, headers=headers)
+    assert r.status_code == 200, r.text
+    lead_id = r.json()["id"]
+    # the provider retries the same message: same lead
+    again = c.post("/hooks/signed", content=body, headers=headers)
+    assert again.status_code == 200 and again.json()["id"] == lead_id
+    bad = dict(headers, **{"webhook-signature": "v1,AAAA"})
+    assert c.post("/hooks/signed", content=body, headers=bad).status_code == 401
+    old = sign(SECRET, "msg_2", int(time.time()) - 3600, body)
+    assert c.post("/hooks/signed", content=body, headers={**old, "content-type": "application/json"}
+                  ).status_code == 401
+
+
+def test_body_over_the_limit_gets_413(hub: Any) -> None:
+    rt, c = hub
+    r = c.post("/hooks/site_form", content=b"phone=1&x=" + b"a" * 5000,
+               headers={"content-type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 413 and error_code(r) == "payload_too_large"
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit holds while streaming
+        for _ in range(10):
+            yield b"a" * 1000
+
+    r = c.post("/hooks/site_form", content=chunks(),
+               headers={"content-type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 413
+    assert count(rt, t.inbound_events) == 0
+
+
+def test_no_contact_is_quarantined_with_422(hub: Any) -> None:
+    _, c = hub
+    r = c.post("/hooks/site_form", data={"name": "Nobody", "comment": "call me"})
+    assert r.status_code == 422
+    assert "no contact" in r.json()["error"]["message"]
+    q = c.get("/api/quarantine", headers=ADMIN).json()["items"]
+    assert len(q) == 1 and q[0]["source"] == "site_form" and "comment=call+me" in q[0]["request"]["body"]
+
+
+def test_garbage_json_is_quarantined(hub: Any) -> None:
+    rt, c = hub
+    r = c.post("/hooks/site_form", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 422
+    assert count(rt, t.quarantine) == 1 and count(rt, t.inbound_events) == 1
+
+
+def test_admin_api_needs_the_token(hub: Any) -> None:
+    _, c = hub
+    assert c.get("/api/leads").status_code == 401
+    assert c.get("/api/leads", headers={"Authorization": "Bearer nope"}).status_code == 401
+    r = c.get("/api/leads", headers=ADMIN)
+    assert r.status_code == 200 and r.json() == {"items": [], "next_cursor": None}
+
+
+def test_leads_pagination_and_filters(hub: Any) -> None:
+    _, c = hub
+    for i in range(5):
+        c.post("/hooks/site_form", data={"phone": f"+7916123450{i}", "name": f"N{i}"})
+    page = c.get("/api/leads", params={"limit": 2}, headers=ADMIN).json()
+    assert len(page["items"]) == 2 and page["next_cursor"]
+    seen = [x["id"] for x in page["items"]]
+    while page["next_cursor"]:
+        page = c.get("/api/leads", params={"limit": 2, "cursor": page["next_cursor"]},
+                     headers=ADMIN).json()
+        seen += [x["id"] for x in page["items"]]
+    assert len(seen) == len(set(seen)) == 5
+    assert seen == sorted(seen, reverse=True)
+    assert len(c.get("/api/leads", params={"q": "N3"}, headers=ADMIN).json()["items"]) == 1
+    assert c.get("/api/leads", params={"source": "x"}, headers=ADMIN).json()["items"] == []
+    r = c.get("/api/leads", params={"since": "yesterday"}, headers=ADMIN)
+    assert r.status_code == 422 and r.json()["error"]["field"] == "since"
+
+
+def test_unknown_lead_is_json_404(hub: Any) -> None:
+    _, c = hub
+    r = c.get("/api/leads/nope", headers=ADMIN)
+    assert r.status_code == 404 and error_code(r) == "not_found"
+
+
+def test_health_ready_metrics_openapi(hub: Any) -> None:
+    _, c = hub
+    assert c.get("/healthz").json() == {"status": "ok"}
+    assert c.get("/readyz").status_code == 200
+    c.post("/hooks/site_form", data={"phone": "+79161234567"})
+    metrics = c.get("/metrics").text
+    assert 'leadhub_webhooks_total{outcome="lead",source="site_form"}' in metrics
+    assert "leadhub_leads" in metrics
+    paths = c.get("/openapi.json").json()["paths"]
+    assert "/api/leads" in paths and "/hooks/{source}" in paths
+
+
+def test_connectors_enable_disable_persist(hub: Any) -> None:
+    rt, c = hub
+    r = c.post("/api/connectors/site_form/disable", headers=ADMIN)
+    assert r.json() == {"name": "site_form", "enabled": False}
+    assert c.post("/hooks/site_form", data={"phone": "+79161234567"}).status_code == 404
+    assert rt.enabled_overrides() == {"site_form": False}
+    c.post("/api/connectors/site_form/enable", headers=ADMIN)
+    assert c.post("/hooks/site_form", data={"phone": "+79161234567"}).status_code == 200
+    names = {x["name"]: x["enabled"] for x in c.get("/api/connectors", headers=ADMIN).json()["items"]}
+    assert names["site_form"] is True and names["off"] is False
+
+
+def test_plugins_listing_has_schemas(hub: Any) -> None:
+    _, c = hub
+    items = {p["id"]: p for p in c.get("/api/plugins", headers=ADMIN).json()["items"]}
+    assert {"webform", "file", "webhook", "amocrm"} <= set(items)
+    assert items["webform"]["kind"] == "source"
+    assert "token" in items["webform"]["settings_schema"]["properties"]
