@@ -13,7 +13,7 @@ worker; the engine decides retries from the ``hub.errors`` they raise.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.parser import BytesParser
@@ -50,13 +50,24 @@ class DestinationConfig(ConnectorConfig):
     )
 
 
+def _no_throttle() -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class ConnectorContext:
-    """What the hub hands every connector instance."""
+    """What the hub hands every connector instance.
+
+    ``throttle`` blocks until one request to this destination may be sent under its
+    limits, shared by every worker process. Destinations that set ``counts_own_requests``
+    call it before each HTTP request they make; for all others the engine takes one slot
+    per ``deliver``/``lookup`` call.
+    """
 
     name: str
     data_dir: Path
     default_region: str = "RU"
+    throttle: Callable[[], None] = _no_throttle
 
 
 ConfigT = TypeVar("ConfigT", bound=ConnectorConfig)
@@ -281,6 +292,8 @@ class Destination(Connector[ConfigT]):
     limits: ClassVar[Limits] = Limits()
     #: Can add a note to the deal of an earlier lead when a duplicate arrives.
     annotates_duplicates: ClassVar[bool] = False
+    #: Calls ``context.throttle()`` before every request (a call may cost several).
+    counts_own_requests: ClassVar[bool] = False
 
     def effective_limits(self) -> Limits:
         """The plugin's limits, lowered by ``rate_limit_per_s`` when the admin set it."""

@@ -8,7 +8,7 @@ runtime of the worker process they run in through ``current()``.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from sqlalchemy import Engine, select
 
 from hub.config import HubConfig, load_config
 from hub.connectors import ConnectorContext, Destination, Source
+from hub.engine.limiter import RateLimiter
 from hub.plugins import PluginInfo, discover, make_plugin_manager
 from hub.queue import EmbeddedRedis, connect, resolve_redis_url
 from hub.store import tables as t
@@ -64,7 +65,15 @@ class Runtime:
                 return None
             cls = spec.plugin.connector
             assert issubclass(cls, Destination)
-            self._destinations[name] = cls(spec.config, self.context(name))
+            limiter = RateLimiter(self.redis)
+            made: list[Destination[Any]] = []
+
+            def throttle() -> None:
+                limits = made[0].effective_limits()
+                limiter.acquire(name, limits.requests_per_second, limits.burst)
+
+            made.append(cls(spec.config, replace(self.context(name), throttle=throttle)))
+            self._destinations[name] = made[0]
         return self._destinations[name]
 
     def enabled_overrides(self) -> dict[str, bool]:

@@ -192,6 +192,10 @@ def drain(rt: Runtime, destination: str, budget_s: float = BUDGET_S) -> DrainSta
         return stats
     limits = dest.effective_limits()
     limiter = RateLimiter(rt.redis)
+
+    def slot() -> None:  # one request slot per call, unless the plugin counts its own
+        if not dest.counts_own_requests:
+            limiter.acquire(destination, limits.requests_per_second, limits.burst)
     timeout = request_timeout(dest)
     started = time.monotonic()
     failures_in_row = 0
@@ -219,7 +223,7 @@ def drain(rt: Runtime, destination: str, budget_s: float = BUDGET_S) -> DrainSta
         ]
         items = [i for i in items if not (i.lead.duplicate_of and i.duplicate_of_external_id is None)]
         for item in [i for i in items if i.uncertain]:
-            limiter.acquire(destination, limits.requests_per_second, limits.burst)
+            slot()
             _extend(rt, [item.delivery_id], timeout + 5)
             found, err = _call(dest.lookup, item)
             if err is not None:
@@ -229,7 +233,7 @@ def drain(rt: Runtime, destination: str, budget_s: float = BUDGET_S) -> DrainSta
         settled = {o.delivery_id for o in outcomes}
         todo = [i for i in items if i.delivery_id not in settled]
         if todo:
-            limiter.acquire(destination, limits.requests_per_second, limits.burst)
+            slot()
             _extend(rt, [i.delivery_id for i in todo], timeout + 5)
             result, err = _call(dest.deliver, todo)
             if err is not None:

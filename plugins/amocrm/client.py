@@ -1,0 +1,251 @@
+"""HTTP to the amoCRM API v4: authentication and the mapping of failures to ``hub.errors``.
+
+Two ways to authenticate (reference §1): a long-lived token, or OAuth. With OAuth the
+access token lives 24 h and each refresh token works once, so every rotation is written
+to a JSON file (``data_dir/amocrm/<connector>.json``) before the new tokens are used,
+under a file lock shared by all worker processes: a worker that finds the file already
+rotated by another uses that instead of burning a refresh token twice.
+
+Failure mapping: 429 → ``RateLimited`` (with ``Retry-After`` when sent); 5xx, timeouts
+and broken connections after the request left → ``RetryableError(uncertain=True)`` for
+writes; connection failures before sending → ``RetryableError``; 401/402/403 →
+``RetryableError`` (an admin can fix credentials or billing without losing leads);
+400 → ``AmoValidationError`` (permanent) with the API's ``validation-errors``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from hub.errors import PermanentError, RateLimited, RetryableError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: workers share tokens within one process only
+    fcntl = None  # type: ignore[assignment]
+
+log = logging.getLogger(__name__)
+EARLY_REFRESH_S = 300  # refresh this long before the access token expires
+
+
+class AmoValidationError(PermanentError):
+    """A 400 answer: ``errors`` holds the API's ``validation-errors`` entries."""
+
+    def __init__(self, message: str, errors: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.errors = errors
+
+    def by_request_id(self) -> dict[str, list[dict[str, Any]]]:
+        out: dict[str, list[dict[str, Any]]] = {}
+        for entry in self.errors:
+            out.setdefault(str(entry.get("request_id", "")), []).extend(entry.get("errors") or [])
+        return out
+
+
+@dataclass(frozen=True)
+class OAuthSettings:
+    client_id: str
+    client_secret: str
+    refresh_token: str
+    redirect_uri: str
+
+
+class TokenFile:
+    """The rotated OAuth tokens of one connector, shared by every process on the host."""
+
+    def __init__(self, path: Path, seed_refresh_token: str) -> None:
+        self.path = path
+        # The file belongs to the refresh token the admin configured; a new one in the
+        # config (after re-authorizing) makes the stored chain obsolete.
+        self.seed = hashlib.sha256(seed_refresh_token.encode()).hexdigest()[:16]
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_suffix(".lock"), "a+") as handle:
+            if fcntl is not None:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                if fcntl is not None:
+                    fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def load(self) -> dict[str, Any] | None:
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) and data.get("seed") == self.seed else None
+
+    def save(self, access_token: str, refresh_token: str, expires_at: float) -> None:
+        data = {"seed": self.seed, "access_token": access_token,
+                "refresh_token": refresh_token, "expires_at": expires_at}
+        tmp = self.path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.path)
+
+
+class AmoClient:
+    """A synchronous amoCRM client; ``request`` returns parsed JSON, or None for 204."""
+
+    def __init__(
+        self, base_url: str, timeout_s: float, *, access_token: str | None = None,
+        oauth: OAuthSettings | None = None, token_file: Path | None = None,
+        throttle: Callable[[], None] | None = None,
+    ) -> None:
+        if (access_token is None) == (oauth is None):
+            raise ValueError("give either access_token or oauth")
+        self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_s,
+                                  headers={"Accept": "application/json"})
+        self._static_token = access_token
+        self._oauth = oauth
+        self._tokens = (TokenFile(token_file, oauth.refresh_token)
+                        if oauth is not None and token_file is not None else None)
+        self._access: str | None = None
+        self._expires_at = 0.0
+        self._refresh_token = oauth.refresh_token if oauth is not None else ""
+        self._lock = threading.Lock()
+        self._throttle = throttle or (lambda: None)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def request(
+        self, method: str, path: str, *, params: dict[str, Any] | None = None,
+        json_body: Any = None,
+    ) -> Any:
+        token = self._bearer()
+        response = self._send(method, path, token, params, json_body)
+        if response.status_code == 401 and self._oauth is not None:
+            # An access token can be revoked before it expires: rotate once and resend
+            # (a 401 means the request was not processed, so resending is safe).
+            response = self._send(method, path, self._rotate(rejected=token), params, json_body)
+        return self._result(method, path, response)
+
+    # ------------------------------------------------------------ transport
+
+    def _send(
+        self, method: str, path: str, token: str, params: dict[str, Any] | None, body: Any,
+    ) -> httpx.Response:
+        uncertain = method != "GET"  # a GET that may have arrived changed nothing
+        self._throttle()  # amoCRM counts every request against its 7/s, whatever it is
+        try:
+            return self._http.request(method, path, params=params, json=body,
+                                      headers={"Authorization": f"Bearer {token}"})
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise RetryableError(f"amoCRM unreachable: {exc!r}") from exc
+        except httpx.TimeoutException as exc:
+            raise RetryableError(f"amoCRM timed out: {exc!r}", uncertain=uncertain) from exc
+        except httpx.TransportError as exc:
+            raise RetryableError(f"amoCRM connection broke: {exc!r}", uncertain=uncertain) from exc
+
+    @staticmethod
+    def _result(method: str, path: str, response: httpx.Response) -> Any:
+        status = response.status_code
+        where = f"amoCRM {method} {path}"
+        if status == 204:
+            return None
+        if 200 <= status < 300:
+            try:
+                return response.json()
+            except ValueError as exc:
+                raise RetryableError(f"{where}: {status} with a body that is not JSON",
+                                     uncertain=method != "GET") from exc
+        if status == 429:
+            raise RateLimited(f"{where}: 429 over the rate limit", _retry_after(response))
+        if status >= 500:
+            raise RetryableError(f"{where}: {status} {_excerpt(response)}",
+                                 uncertain=method != "GET")
+        if status in (401, 402, 403):
+            reason = {401: "the token is invalid or expired", 402: "the account is not paid",
+                      403: "access denied (IP not allowed or the user lacks rights)"}[status]
+            raise RetryableError(f"{where}: {status}, {reason}: {_excerpt(response)}")
+        if status == 400:
+            errors = _json_or_none(response)
+            entries = errors.get("validation-errors") if isinstance(errors, dict) else None
+            if isinstance(entries, list):
+                raise AmoValidationError(f"{where}: 400 {json.dumps(entries, ensure_ascii=False)}",
+                                         entries)
+        raise PermanentError(f"{where}: {status} {_excerpt(response)}")
+
+    # ------------------------------------------------------------ OAuth
+
+    def _bearer(self) -> str:
+        if self._static_token is not None:
+            return self._static_token
+        with self._lock:
+            if self._access is not None and time.time() < self._expires_at - EARLY_REFRESH_S:
+                return self._access
+        return self._rotate(rejected=None)
+
+    def _rotate(self, rejected: str | None) -> str:
+        """A fresh access token: from the shared file if another process rotated, else refresh."""
+        assert self._oauth is not None
+        with self._lock, self._tokens.locked() if self._tokens else contextlib.nullcontext():
+            stored = self._tokens.load() if self._tokens else None
+            if stored is not None:
+                self._refresh_token = str(stored["refresh_token"])
+                fresh = time.time() < float(stored["expires_at"]) - EARLY_REFRESH_S
+                if fresh and stored["access_token"] != rejected:
+                    self._access, self._expires_at = stored["access_token"], stored["expires_at"]
+                    return str(stored["access_token"])
+            elif self._access is not None and self._access != rejected and rejected is not None:
+                return self._access  # another thread of this process already rotated
+            body = {"client_id": self._oauth.client_id, "client_secret": self._oauth.client_secret,
+                    "grant_type": "refresh_token", "refresh_token": self._refresh_token,
+                    "redirect_uri": self._oauth.redirect_uri}
+            try:
+                self._throttle()
+                response = self._http.post("/oauth2/access_token", json=body)
+            except httpx.HTTPError as exc:
+                raise RetryableError(f"amoCRM OAuth refresh failed: {exc!r}") from exc
+            data = _json_or_none(response) if response.status_code == 200 else None
+            if not isinstance(data, dict) or "access_token" not in data:
+                raise RetryableError(
+                    f"amoCRM OAuth refresh failed ({response.status_code} {_excerpt(response)}); "
+                    "re-authorize the integration and set a new refresh_token"
+                )
+            access, refresh = str(data["access_token"]), str(data["refresh_token"])
+            expires_at = time.time() + float(data.get("expires_in", 86400))
+            if self._tokens is not None:
+                self._tokens.save(access, refresh, expires_at)  # before use: single-use token
+            else:
+                log.warning("amoCRM refresh token rotated but not persisted (no token file)")
+            self._access, self._expires_at, self._refresh_token = access, expires_at, refresh
+            return access
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after", "")
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def _json_or_none(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _excerpt(response: httpx.Response) -> str:
+    return response.text[:300].replace("\n", " ")
