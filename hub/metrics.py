@@ -1,5 +1,11 @@
-"""Prometheus metrics. Counters live where the event happens; queue depth and age are
-read from the store at scrape time, so they are true whichever process did the work."""
+"""Prometheus metrics.
+
+Request counters live in the api process where requests happen. Everything about leads
+and deliveries is read from the store at scrape time, so it is true whichever process
+(api, any worker) did the work and survives restarts: counts by source and outcome,
+deliveries by destination and status, queue depth and the age of the oldest due item,
+and delivery latency (webhook received → delivered) over the last 1,000 deliveries.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,8 @@ import time
 from collections.abc import Iterator
 
 from prometheus_client import Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
+from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine, func, select
 
@@ -20,41 +27,69 @@ INGEST_LATENCY = Histogram(
     "leadhub_ingest_seconds", "Time from request to committed raw request", ["source"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
+LATENCY_SAMPLE = 1000
 
 
 class StoreCollector(Collector):
-    """Delivery counts by destination and status, and the age of the oldest due item."""
-
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        count = GaugeMetricFamily(
-            "leadhub_deliveries", "Deliveries by destination and status", labels=["destination", "status"]
-        )
+    def collect(self) -> Iterator[Metric]:
+        events = CounterMetricFamily(
+            "leadhub_events", "Stored webhook events by source and outcome "
+            "(lead, non_lead, quarantined, retry)", labels=["source", "outcome"])
+        leads = GaugeMetricFamily(
+            "leadhub_leads", "Leads by source and status (duplicate included)",
+            labels=["source", "status"])
+        quarantine = GaugeMetricFamily(
+            "leadhub_quarantine_open", "Quarantined requests waiting for a fix", labels=["source"])
+        deliveries = GaugeMetricFamily(
+            "leadhub_deliveries", "Deliveries by destination and status", labels=["destination", "status"])
+        depth = GaugeMetricFamily(
+            "leadhub_queue_due", "Deliveries due now (queue depth)", labels=["destination"])
         age = GaugeMetricFamily(
-            "leadhub_queue_oldest_seconds", "Age of the oldest due delivery", labels=["destination"]
-        )
-        leads = GaugeMetricFamily("leadhub_leads", "Leads by source and status", labels=["source", "status"])
+            "leadhub_queue_oldest_seconds", "How long the oldest due delivery has waited",
+            labels=["destination"])
+        latency = SummaryMetricFamily(
+            "leadhub_delivery_latency_seconds",
+            f"Webhook received to delivered, over the last {LATENCY_SAMPLE} deliveries",
+            labels=["destination"])
         now = time.time()
+        ie, ld, dl, q = t.inbound_events, t.leads, t.deliveries, t.quarantine
         with self.engine.connect() as conn:
-            for dest, status, n in conn.execute(
-                select(t.deliveries.c.destination, t.deliveries.c.status, func.count())
-                .group_by(t.deliveries.c.destination, t.deliveries.c.status)
+            for source, outcome, n in conn.execute(
+                select(ie.c.source, ie.c.outcome, func.count()).group_by(ie.c.source, ie.c.outcome)
             ):
-                count.add_metric([dest, status], n)
-            for dest, oldest in conn.execute(
-                select(t.deliveries.c.destination, func.min(t.deliveries.c.next_attempt_at))
-                .where(t.deliveries.c.status.in_(("pending", "failed")),
-                       t.deliveries.c.next_attempt_at <= now)
-                .group_by(t.deliveries.c.destination)
-            ):
-                age.add_metric([dest], max(0.0, now - float(oldest)))
+                events.add_metric([source, outcome], n)
             for source, status, n in conn.execute(
-                select(t.leads.c.source, t.leads.c.status, func.count())
-                .group_by(t.leads.c.source, t.leads.c.status)
+                select(ld.c.source, ld.c.status, func.count()).group_by(ld.c.source, ld.c.status)
             ):
                 leads.add_metric([source, status], n)
-        yield count
-        yield age
-        yield leads
+            for source, n in conn.execute(
+                select(q.c.source, func.count()).where(q.c.state == "open").group_by(q.c.source)
+            ):
+                quarantine.add_metric([source], n)
+            for dest, status, n in conn.execute(
+                select(dl.c.destination, dl.c.status, func.count()).group_by(dl.c.destination, dl.c.status)
+            ):
+                deliveries.add_metric([dest, status], n)
+            for dest, n, oldest in conn.execute(
+                select(dl.c.destination, func.count(), func.min(dl.c.next_attempt_at))
+                .where(dl.c.status.in_(("pending", "failed")), dl.c.next_attempt_at <= now)
+                .group_by(dl.c.destination)
+            ):
+                depth.add_metric([dest], n)
+                age.add_metric([dest], max(0.0, now - float(oldest)))
+            recent = conn.execute(
+                select(dl.c.destination, dl.c.delivered_at - ld.c.received_at)
+                .join(ld, ld.c.id == dl.c.lead_id)
+                .where(dl.c.status == "delivered", dl.c.delivered_at.is_not(None))
+                .order_by(dl.c.delivered_at.desc())
+                .limit(LATENCY_SAMPLE)
+            ).all()
+        by_dest: dict[str, list[float]] = {}
+        for dest, seconds in recent:
+            by_dest.setdefault(dest, []).append(float(seconds))
+        for dest, values in by_dest.items():
+            latency.add_metric([dest], count_value=len(values), sum_value=sum(values))
+        yield from (events, leads, quarantine, deliveries, depth, age, latency)

@@ -22,7 +22,7 @@ from hub.engine.limiter import RateLimiter
 from hub.plugins import PluginInfo, discover, make_plugin_manager
 from hub.queue import EmbeddedRedis, connect, resolve_redis_url
 from hub.store import tables as t
-from hub.store.db import make_engine, migrate
+from hub.store.db import make_engine, migrate, read_only
 
 
 @dataclass
@@ -37,6 +37,12 @@ class Runtime:
     pid: int = field(default_factory=os.getpid)
     _sources: dict[str, Source[Any]] = field(default_factory=dict)
     _destinations: dict[str, Destination[Any]] = field(default_factory=dict)
+
+    @property
+    def reader(self) -> Engine:
+        """The store for read-only work: on SQLite its transactions begin DEFERRED, so
+        readers never hold the write lock (``db`` begins IMMEDIATE, for writers)."""
+        return read_only(self.db)
 
     @property
     def data_dir(self) -> Path:
@@ -78,7 +84,7 @@ class Runtime:
 
     def enabled_overrides(self) -> dict[str, bool]:
         """Connector switches set through the admin API (persisted in the store)."""
-        with self.db.connect() as conn:
+        with self.reader.connect() as conn:
             rows = conn.execute(select(t.connector_state.c.name, t.connector_state.c.enabled))
             return {name: bool(enabled) for name, enabled in rows}
 

@@ -65,7 +65,7 @@ def list_leads(
         from sqlalchemy import String, cast
 
         stmt = stmt.where(cast(ld.c.data, String).ilike(f"%{q}%"))
-    with state.rt.db.connect() as conn:
+    with state.rt.reader.connect() as conn:
         rows = list(conn.execute(stmt))
         page = rows[:limit]
         items = load_leads(conn, page)
@@ -77,7 +77,7 @@ def list_leads(
 
 @router.get("/leads/{lead_id}")
 def get_lead(lead_id: str, state: State) -> dict[str, Any]:
-    with state.rt.db.connect() as conn:
+    with state.rt.reader.connect() as conn:
         row = conn.execute(select(t.leads).where(t.leads.c.id == lead_id)).first()
         if row is None:
             raise ApiError(404, "not_found", f"no lead {lead_id}")
@@ -108,7 +108,7 @@ def list_deliveries(
         stmt = stmt.where(dl.c.destination == destination)
     if cursor:
         stmt = stmt.where(dl.c.id < cursor)
-    with state.rt.db.connect() as conn:
+    with state.rt.reader.connect() as conn:
         rows = list(conn.execute(stmt))
     page = rows[:limit]
     return {"items": [_delivery(r) for r in page], "next_cursor": page[-1].id if len(rows) > limit else None}
@@ -132,7 +132,7 @@ def retry(delivery_id: str, state: State) -> dict[str, Any]:
     """Try a failed or dead delivery now; a delivered one is left alone (no duplicate)."""
     if not retry_delivery(state.rt, delivery_id):
         raise ApiError(404, "not_found", f"no delivery {delivery_id}")
-    with state.rt.db.connect() as conn:
+    with state.rt.reader.connect() as conn:
         row = conn.execute(select(t.deliveries).where(t.deliveries.c.id == delivery_id)).one()
     return _delivery(row)
 
@@ -142,7 +142,7 @@ def list_quarantine(
     state: State, state_filter: str = Query("open", alias="state"), limit: int = Query(100, le=1000)
 ) -> dict[str, Any]:
     q, ie = t.quarantine, t.inbound_events
-    with state.rt.db.connect() as conn:
+    with state.rt.reader.connect() as conn:
         rows = conn.execute(
             select(q, ie.c.method, ie.c.path, ie.c.headers, ie.c.body)
             .join(ie, ie.c.id == q.c.inbound_id)
@@ -176,7 +176,7 @@ def reprocess(qid: str, state: State) -> dict[str, Any]:
 
 @router.get("/ledger")
 def get_ledger(state: State, since: str | None = None, until: str | None = None) -> dict[str, Any]:
-    doc = ledger(state.rt.db, parse_time(since, "since"), parse_time(until, "until"))
+    doc = ledger(state.rt.reader, parse_time(since, "since"), parse_time(until, "until"))
     doc["since"], doc["until"] = since, until
     return doc
 

@@ -14,6 +14,7 @@ from sqlalchemy import text
 from hub import __version__
 from hub.api import admin, errors, webhooks
 from hub.api.state import AppState
+from hub.engine.health import stalled_queues
 from hub.engine.ingest import IngestBatcher, IngestResult
 from hub.engine.jobs import wake_process
 from hub.metrics import StoreCollector
@@ -29,7 +30,7 @@ def create_app(rt: Runtime, background_ok: Callable[[], str | None] | None = Non
             wake_process(rt)
 
     state = AppState(rt=rt, batcher=IngestBatcher(rt.db, after_commit), background_ok=background_ok)
-    collector = StoreCollector(rt.db)
+    collector = StoreCollector(rt.reader)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -56,10 +57,11 @@ def create_app(rt: Runtime, background_ok: Callable[[], str | None] | None = Non
 
     @app.get("/readyz", tags=["health"])
     def readyz() -> Response:
-        """Store and Redis reachable (and, under `serve`, worker and scheduler running)."""
+        """Store and Redis reachable, no queue stalled with work, and (under `serve`) the
+        worker and scheduler running; 503 with the reasons otherwise."""
         problems: list[str] = []
         try:
-            with rt.db.connect() as conn:
+            with rt.reader.connect() as conn:
                 conn.execute(text("SELECT 1"))
         except Exception as exc:
             problems.append(f"store: {type(exc).__name__}")
@@ -71,6 +73,8 @@ def create_app(rt: Runtime, background_ok: Callable[[], str | None] | None = Non
             why = background_ok()
             if why:
                 problems.append(why)
+        if not problems:
+            problems += [f"stalled: {q}" for q in stalled_queues(rt)]
         if problems:
             return JSONResponse({"status": "unavailable", "reasons": problems}, 503)
         return JSONResponse({"status": "ready"})

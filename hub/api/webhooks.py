@@ -49,18 +49,15 @@ def to_response(r: HookResponse) -> Response:
     return Response(r.body or b"", r.status_code, headers=r.headers, media_type=r.media_type)
 
 
-@router.api_route(
-    "/hooks/{source}", methods=["GET", "POST", "PUT"], include_in_schema=True,
-    summary="Inbound webhook of the source named {source}",
-)
+@router.post("/hooks/{source}", summary="Inbound webhook of the source named {source}")
+@router.api_route("/hooks/{source}", methods=["GET", "PUT"], include_in_schema=False)
 async def hook(source: str, request: Request, state: State) -> Response:
     return await _handle(source, "", request, state)
 
 
-@router.api_route(
-    "/hooks/{source}/{path:path}", methods=["GET", "POST", "PUT"],
-    summary="Inbound webhook with a provider-appended path (Mango: /events/call)",
-)
+@router.post("/hooks/{source}/{path:path}",
+             summary="Inbound webhook with a provider-appended path (Mango: /events/call)")
+@router.api_route("/hooks/{source}/{path:path}", methods=["GET", "PUT"], include_in_schema=False)
 async def hook_path(source: str, path: str, request: Request, state: State) -> Response:
     return await _handle(source, path, request, state)
 

@@ -83,7 +83,7 @@ def _extend(rt: Runtime, ids: list[str], seconds: float) -> None:
 
 def _items(rt: Runtime, rows: list[Any]) -> list[DeliveryItem]:
     lead_ids = {r.lead_id for r in rows}
-    with rt.db.connect() as conn:
+    with rt.reader.connect() as conn:
         data = {
             lid: d
             for lid, d in conn.execute(
@@ -263,7 +263,7 @@ def _complete(items: list[DeliveryItem], result: Any) -> list[DeliveryOutcome]:
 
 
 def _original_pending(rt: Runtime, original: str, destination: str) -> bool:
-    with rt.db.connect() as conn:
+    with rt.reader.connect() as conn:
         status = conn.execute(
             select(t.deliveries.c.status).where(
                 t.deliveries.c.lead_id == original, t.deliveries.c.destination == destination

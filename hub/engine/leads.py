@@ -36,7 +36,7 @@ def load_leads(conn: Connection, rows: list[Any]) -> list[Lead]:
 
 
 def get_lead(rt: Runtime, lead_id: str) -> Lead | None:
-    with rt.db.connect() as conn:
+    with rt.reader.connect() as conn:
         row = conn.execute(select(t.leads).where(t.leads.c.id == lead_id)).first()
         if row is None:
             return None

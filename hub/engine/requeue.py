@@ -16,7 +16,7 @@ from hub.store import tables as t
 
 
 def reprocess_quarantined(rt: Runtime, qid: str) -> dict[str, Any] | None:
-    with rt.db.connect() as conn:
+    with rt.reader.connect() as conn:
         row = conn.execute(
             select(t.quarantine, t.inbound_events)
             .join(t.inbound_events, t.inbound_events.c.id == t.quarantine.c.inbound_id)

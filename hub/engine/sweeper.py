@@ -28,7 +28,7 @@ class SweepResult:
 
 
 def due_destinations(rt: Runtime, now: float) -> list[str]:
-    with rt.db.connect() as conn:
+    with rt.reader.connect() as conn:
         return list(
             conn.execute(
                 select(t.deliveries.c.destination)
@@ -43,7 +43,7 @@ def due_destinations(rt: Runtime, now: float) -> list[str]:
 
 
 def received_waiting(rt: Runtime, now: float) -> int:
-    with rt.db.connect() as conn:
+    with rt.reader.connect() as conn:
         return int(
             conn.execute(
                 select(func.count())

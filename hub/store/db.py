@@ -26,10 +26,22 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+READ_ONLY = "leadhub_read_only"
+
+
 def _sqlite_begin(conn: Any) -> None:
-    # Take the write lock at BEGIN: a deferred transaction that later upgrades to a writer
-    # fails with SQLITE_BUSY at once instead of waiting on busy_timeout.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # Writers take the write lock at BEGIN: a deferred transaction that reads and later
+    # upgrades to a writer fails with SQLITE_BUSY at once instead of waiting its turn.
+    # Readers (``read_only(engine)``) begin DEFERRED and never block anyone under WAL.
+    if conn.get_execution_options().get(READ_ONLY):
+        conn.exec_driver_sql("BEGIN")
+    else:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def read_only(engine: Engine) -> Engine:
+    """The same engine and pool, for work that only reads."""
+    return engine.execution_options(**{READ_ONLY: True})
 
 
 def make_engine(url: str) -> Engine:

@@ -115,6 +115,7 @@ deliveries = Table(
     UniqueConstraint("lead_id", "destination"),
     Index(None, "destination", "status", "next_attempt_at"),
     Index(None, "status", "updated_at"),
+    Index(None, "destination", "updated_at"),
 )
 
 quarantine = Table(

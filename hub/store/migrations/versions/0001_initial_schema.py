@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-30 04:47:26.943785
+Create Date: 2026-11-30 04:57:24.173673
 """
 
 from collections.abc import Sequence
@@ -59,6 +59,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_deliveries_destination_status_next_attempt_at'), ['destination', 'status', 'next_attempt_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_deliveries_destination_updated_at'), ['destination', 'updated_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_deliveries_status_updated_at'), ['status', 'updated_at'], unique=False)
 
     op.create_table('event_keys',
@@ -145,6 +146,7 @@ def downgrade() -> None:
     op.drop_table('event_keys')
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_deliveries_status_updated_at'))
+        batch_op.drop_index(batch_op.f('ix_deliveries_destination_updated_at'))
         batch_op.drop_index(batch_op.f('ix_deliveries_destination_status_next_attempt_at'))
 
     op.drop_table('deliveries')
