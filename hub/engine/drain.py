@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,12 +73,12 @@ def lease_batch(
     return rows
 
 
-def _extend(rt: Runtime, ids: list[str], seconds: float) -> None:
+def _extend(rt: Runtime, ids: list[str], until: float) -> None:
     with rt.db.begin() as conn:
         conn.execute(
             update(t.deliveries)
             .where(t.deliveries.c.id.in_(ids))
-            .values(lease_until=time.time() + seconds)
+            .values(lease_until=until)
         )
 
 
@@ -164,13 +165,13 @@ def _record(
             refresh_lead_status(conn, lead_id, now)
 
 
-def _defer(rt: Runtime, ids: list[str], until: float) -> None:
+def _defer(rt: Runtime, ids: list[str], until: float, now: float) -> None:
     """Give leased items back untouched (not an attempt): disabled, breaker open, or the
     duplicate's original is not delivered yet."""
     with rt.db.begin() as conn:
         conn.execute(
             update(t.deliveries).where(t.deliveries.c.id.in_(ids))
-            .values(lease_until=0.0, next_attempt_at=until, updated_at=time.time())
+            .values(lease_until=0.0, next_attempt_at=until, updated_at=now)
         )
 
 
@@ -184,8 +185,13 @@ def _call(fn: Any, *args: Any) -> Any:
         return None, RetryableError(f"{type(exc).__name__}: {exc}", uncertain=True)
 
 
-def drain(rt: Runtime, destination: str, budget_s: float = BUDGET_S) -> DrainStats:
-    """Deliver due deliveries of ``destination`` until none are due or the budget is spent."""
+def drain(
+    rt: Runtime, destination: str, budget_s: float = BUDGET_S, clock: Callable[[], float] = time.time
+) -> DrainStats:
+    """Deliver due deliveries of ``destination`` until none are due or the budget is spent.
+
+    ``clock`` gives the store's notion of now (tests drive the retry schedule with it).
+    """
     stats = DrainStats()
     dest = rt.destination(destination)
     if dest is None or not rt.is_enabled(destination):
@@ -200,7 +206,7 @@ def drain(rt: Runtime, destination: str, budget_s: float = BUDGET_S) -> DrainSta
     started = time.monotonic()
     failures_in_row = 0
     while time.monotonic() - started < budget_s:
-        now = time.time()
+        now = clock()
         with rt.db.begin() as conn:
             rows = lease_batch(conn, destination, limits.batch_size, now, timeout * 2 + 10)
         if not rows:
@@ -213,7 +219,7 @@ def drain(rt: Runtime, destination: str, budget_s: float = BUDGET_S) -> DrainSta
             and _original_pending(rt, i.lead.duplicate_of, destination)
         ]
         if waiting:
-            _defer(rt, [i.delivery_id for i in waiting], now + 5)
+            _defer(rt, [i.delivery_id for i in waiting], now + 5, now)
             stats.deferred += len(waiting)
             items = [i for i in items if i not in waiting]
         # a duplicate whose original never reached this destination has nothing to annotate
@@ -224,7 +230,7 @@ def drain(rt: Runtime, destination: str, budget_s: float = BUDGET_S) -> DrainSta
         items = [i for i in items if not (i.lead.duplicate_of and i.duplicate_of_external_id is None)]
         for item in [i for i in items if i.uncertain]:
             slot()
-            _extend(rt, [item.delivery_id], timeout + 5)
+            _extend(rt, [item.delivery_id], clock() + timeout + 5)
             found, err = _call(dest.lookup, item)
             if err is not None:
                 outcomes.append(DeliveryOutcome(item.delivery_id, error=err))
@@ -234,13 +240,13 @@ def drain(rt: Runtime, destination: str, budget_s: float = BUDGET_S) -> DrainSta
         todo = [i for i in items if i.delivery_id not in settled]
         if todo:
             slot()
-            _extend(rt, [i.delivery_id for i in todo], timeout + 5)
+            _extend(rt, [i.delivery_id for i in todo], clock() + timeout + 5)
             result, err = _call(dest.deliver, todo)
             if err is not None:
                 outcomes += [DeliveryOutcome(i.delivery_id, error=err) for i in todo]
             else:
                 outcomes += _complete(todo, result)
-        _record(rt, by_id, outcomes, time.time(), stats, destination)
+        _record(rt, by_id, outcomes, clock(), stats, destination)
         if outcomes and all(o.error is not None for o in outcomes):
             failures_in_row += 1
             if failures_in_row >= BREAKER_AFTER:
