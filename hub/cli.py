@@ -264,7 +264,7 @@ def leads(
         stmt = stmt.where(t.leads.c.source == source)
     if status:
         stmt = stmt.where(t.leads.c.status == status)
-    with rt.db.connect() as conn:
+    with rt.reader.connect() as conn:
         items = load_leads(conn, list(conn.execute(stmt)))
     if format is Format.json:
         print(json.dumps([i.to_json_dict() for i in items], ensure_ascii=False, indent=2))
@@ -296,7 +296,7 @@ def ledger(
 
     rt = _runtime(config, start_redis=False)
     try:
-        doc = compute(rt.db, parse_time(since, "since"), parse_time(until, "until"))
+        doc = compute(rt.reader, parse_time(since, "since"), parse_time(until, "until"))
     except ApiError as exc:
         err.print(exc.message)
         raise typer.Exit(2) from None
@@ -324,6 +324,29 @@ def replay(lead_id: str, config: ConfigOpt = None) -> None:
     lead = get_lead(rt, lead_id)
     assert lead is not None
     console.print(f"{lead_id}: " + ", ".join(f"{d.destination}:{d.status}" for d in lead.deliveries))
+
+
+class PluginKind(str, Enum):
+    source = "source"
+    destination = "destination"
+
+
+@plugin_app.command("new")
+def plugin_new(
+    name: Annotated[str, typer.Argument(help="Plugin id (entry-point name), e.g. acme_crm.")],
+    directory: Annotated[Path, typer.Option("--dir", help="Where to create leadhub-NAME/.")] = Path("."),
+    kind: Annotated[PluginKind, typer.Option(help="source or destination")] = PluginKind.destination,
+) -> None:
+    """Scaffold a plugin package: entry point, connector with its Config, README, a passing test."""
+    from hub.scaffold import ScaffoldError, create_plugin
+
+    try:
+        root = create_plugin(name, directory, "source" if kind is PluginKind.source else "destination")
+    except ScaffoldError as exc:
+        err.print(str(exc), markup=False)
+        raise typer.Exit(2) from None
+    console.print(f"created {root}", markup=False, highlight=False)
+    console.print(f"next: pip install -e '{root}[test]' && pytest {root}", markup=False, highlight=False)
 
 
 def main() -> None:
