@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections import Counter
 
-
 from hub.engine.routing import weighted_sequence
 from hub.testing.cluster import wait_until
 from tests.conftest import ClusterFactory, ConfigWriter
