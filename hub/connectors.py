@@ -44,6 +44,26 @@ class SourceConfig(ConnectorConfig):
     )
 
 
+class TrackingUtm(BaseModel):
+    """UTM tags a call-tracking number stands for."""
+
+    model_config = ConfigDict(extra="forbid")
+    source: str | None = None
+    medium: str | None = None
+    campaign: str | None = None
+    term: str | None = None
+    content: str | None = None
+
+
+class CallSourceConfig(SourceConfig):
+    """Settings of telephony sources: the numbers that stand for ad campaigns."""
+
+    tracking_numbers: dict[str, TrackingUtm] = Field(
+        default_factory=dict,
+        description='Tracking number → UTM tags, e.g. {"+74957778899" = {source = "yandex"}}.',
+    )
+
+
 class DestinationConfig(ConnectorConfig):
     rate_limit_per_s: float | None = Field(
         default=None, gt=0, description="Lower the plugin's documented request rate (never raise it)."
@@ -156,7 +176,16 @@ def _multipart_items(content_type: str, body: bytes) -> list[tuple[str, str]]:
 
 @dataclass
 class CallInfo:
-    """Call details as a provider states them; the core merges events of one call."""
+    """Call details as a provider states them; the core merges events of one call.
+
+    All events with the same ``call_id`` (per source) become ONE lead, in any order:
+    each event's non-None values fill in the lead's ``call`` block (an event with a lower
+    ``seq`` than one already applied never overwrites it; ``answered`` stays true once
+    true; ``duration_s`` keeps the largest). The first event that names the caller
+    creates the lead; events that arrive before it are kept and applied when it does.
+    ``tracking_number`` (or ``to_number``) found in the source's ``tracking_numbers``
+    gives the lead its UTM tags.
+    """
 
     call_id: str
     direction: Literal["inbound", "outbound"] = "inbound"
@@ -194,7 +223,12 @@ class LeadDraft:
     referrer: str | None = None
     cookies: str | None = None
     call: CallInfo | None = None
-    conversation_key: str | None = None  # messenger chat: later messages extend one lead
+    #: A messenger chat: later messages with the same key within ``dedup_window_minutes``
+    #: extend one lead (message appended, a shared phone filled in) instead of making new ones.
+    conversation_key: str | None = None
+    #: The payload only names the lead (Facebook's ``leadgen_id``): the worker calls
+    #: ``Source.enrich`` (I/O allowed) before routing, and only then checks the contact.
+    needs_enrichment: bool = False
 
 
 @dataclass
@@ -244,6 +278,14 @@ class Source(Connector[ConfigT]):
     def parse(self, request: InboundRequest) -> list[ParsedEvent]:
         """Turn an authentic request into events. Pure; raise ``ParseError`` for garbage."""
         raise NotImplementedError
+
+    def enrich(self, lead: Lead) -> Lead:
+        """Fetch what the webhook only pointed at (runs in a worker; I/O allowed).
+
+        Called for leads whose draft had ``needs_enrichment``; raise ``RetryableError`` to be
+        called again later, ``PermanentError`` to send the request to quarantine.
+        """
+        return lead
 
     def respond(self, request: InboundRequest, accepted: Accepted) -> HookResponse:
         """The success answer; the default is the contract's ``{"id", "status": "accepted"}``."""
