@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from hub.api.deps import State
+from hub.api.deps import get_state
 from hub.api.errors import error_response
 from hub.connectors import Accepted, HookResponse, InboundRequest, ParsedEvent, Source
 from hub.engine.ingest import build_item
@@ -22,6 +22,9 @@ from hub.errors import AuthError, ParseError
 from hub.metrics import INGEST_LATENCY, WEBHOOKS
 
 router = APIRouter(tags=["webhooks"])
+# The app state is read with ``get_state(request)`` rather than a ``State`` dependency:
+# FastAPI runs a sync dependency in the thread pool, one thread hop per webhook, which
+# cost about a tenth of the ingest path's CPU under load (bench/ingest.py).
 log = logging.getLogger("leadhub.webhooks")
 
 
@@ -51,15 +54,15 @@ def to_response(r: HookResponse) -> Response:
 
 @router.post("/hooks/{source}", summary="Inbound webhook of the source named {source}")
 @router.api_route("/hooks/{source}", methods=["GET", "PUT"], include_in_schema=False)
-async def hook(source: str, request: Request, state: State) -> Response:
-    return await _handle(source, "", request, state)
+async def hook(source: str, request: Request) -> Response:
+    return await _handle(source, "", request, get_state(request))
 
 
 @router.post("/hooks/{source}/{path:path}",
              summary="Inbound webhook with a provider-appended path (Mango: /events/call)")
 @router.api_route("/hooks/{source}/{path:path}", methods=["GET", "PUT"], include_in_schema=False)
-async def hook_path(source: str, path: str, request: Request, state: State) -> Response:
-    return await _handle(source, path, request, state)
+async def hook_path(source: str, path: str, request: Request) -> Response:
+    return await _handle(source, path, request, get_state(request))
 
 
 async def _handle(source_name: str, path: str, request: Request, state: Any) -> Response:

@@ -14,12 +14,16 @@ import contextlib
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 from ulid import ULID
 
 from hub.connectors import InboundRequest, ParsedEvent
 from hub.models import Lead
+from hub.normalize import normalize_lead
 from hub.store import tables as t
 
 #: Headers worth keeping with the raw request (signatures, ids, types); others are noise.
@@ -84,96 +88,134 @@ def _headers(request: InboundRequest) -> dict[str, str]:
 
 
 def _query(request: InboundRequest) -> str:
-    from urllib.parse import urlencode
-
+    if not request.query:  # the usual webhook: nothing to encode
+        return ""
     return urlencode([(k, "***" if k == "token" else v) for k, v in request.query])
 
 
 def ingest_one(conn: Connection, item: IngestItem) -> IngestResult:
     """Write one request and what it yields; the caller owns the transaction."""
-    req, now = item.request, item.received_at
-    result = IngestResult(inbound_id=item.inbound_id)
-    outcome, lead_ids, notes, fresh_events = "non_lead", [], [], 0
-    quarantine_reason = item.parse_error
+    return ingest_many(conn, [item])[0]
 
-    for ev in item.events:
-        key = ev.event_key
-        if key is not None:
-            seen = conn.execute(
-                select(t.event_keys.c.lead_id, t.event_keys.c.seen_at).where(
-                    t.event_keys.c.source == req.source, t.event_keys.c.event_key == key
-                )
-            ).first()
-            is_body_key = key.startswith("sha256:")
-            if seen is not None and (not is_body_key or now - seen.seen_at < item.dedup_window_s):
-                result.retry = True
-                if seen.lead_id:
-                    lead_ids.append(seen.lead_id)
-                continue
-        fresh_events += 1
-        lead_id = None
-        if ev.quarantine:
-            quarantine_reason = quarantine_reason or ev.reason or "not a lead"
-        elif ev.lead is not None:
-            lead = ev.lead
-            lead_id = lead.id
-            data = lead.to_json_dict()
-            data.pop("deliveries", None)
-            conn.execute(
-                insert(t.leads).values(
-                    id=lead.id, source=lead.source, channel=lead.channel, received_at=now,
-                    status="received", data=data, inbound_id=item.inbound_id,
-                    lease_until=0.0, updated_at=now,
+
+_IN_CHUNK = 500  # event keys per SELECT ... IN (...): far below every driver's bind limit
+
+
+def ingest_many(conn: Connection, items: list[IngestItem]) -> list[IngestResult]:
+    """Write each request and what it yields, as if one after another (a later request
+    sees the event keys of an earlier one), in one statement per table (executemany)
+    after one ``SELECT ... IN`` of the event keys already seen; the caller owns the
+    transaction.
+
+    Building a SQLAlchemy ``insert().values(...)`` per row costs far more than the row
+    itself (bind parameters and cache keys are rebuilt every time); here each statement
+    is compiled once and the driver receives plain parameter lists.
+    """
+    ek = t.event_keys
+    wanted: dict[str, set[str]] = {}
+    for item in items:
+        for ev in item.events:
+            if ev.event_key is not None:
+                wanted.setdefault(item.request.source, set()).add(ev.event_key)
+    # (source, key) -> (lead_id, seen_at): the table as ingest_one would see it, kept up to
+    # date as the items are applied in order
+    known: dict[tuple[str, str], tuple[str | None, float]] = {}
+    for source, keys in wanted.items():
+        ordered = sorted(keys)
+        for i in range(0, len(ordered), _IN_CHUNK):
+            rows = conn.execute(
+                select(ek.c.event_key, ek.c.lead_id, ek.c.seen_at).where(
+                    ek.c.source == source, ek.c.event_key.in_(ordered[i:i + _IN_CHUNK])
                 )
             )
-            lead_ids.append(lead.id)
-            outcome = "lead"
-        elif ev.reason:
-            notes.append(ev.reason)
-        if key is not None:
-            _remember_key(conn, req.source, key, lead_id, item.inbound_id, now, seen is not None)
+            for key, lead_id, seen_at in rows:
+                known[(source, key)] = (lead_id, seen_at)
+    stored = set(known)  # keys already in the table: remembered by UPDATE, others by INSERT
 
-    if quarantine_reason is not None:
-        outcome = "quarantined"
-        conn.execute(
-            insert(t.quarantine).values(
-                id=new_id(), inbound_id=item.inbound_id, source=req.source,
-                reason=quarantine_reason, state="open", created_at=now, updated_at=now,
-            )
-        )
-        result.quarantined = quarantine_reason
-    elif result.retry and fresh_events == 0:
-        outcome = "retry"
-    conn.execute(
-        insert(t.inbound_events).values(
-            id=item.inbound_id, source=req.source, received_at=now, method=req.method,
-            path=req.path, query=_query(req), headers=_headers(req), body=req.body,
-            outcome=outcome, lead_id=lead_ids[0] if lead_ids else None,
-            events=0 if outcome == "retry" else max(fresh_events, 1),
-            event_key=item.events[0].event_key if item.events else None,
-            note="; ".join(notes) or quarantine_reason,
-        )
-    )
-    result.lead_ids = lead_ids
-    return result
+    lead_rows: list[dict[str, Any]] = []
+    key_inserts: dict[tuple[str, str], dict[str, Any]] = {}
+    key_updates: dict[tuple[str, str], dict[str, Any]] = {}
+    quarantine_rows: list[dict[str, Any]] = []
+    inbound_rows: list[dict[str, Any]] = []
+    results: list[IngestResult] = []
+    for item in items:
+        req, now = item.request, item.received_at
+        result = IngestResult(inbound_id=item.inbound_id)
+        outcome, lead_ids, notes, fresh_events = "non_lead", [], [], 0
+        quarantine_reason = item.parse_error
+        for ev in item.events:
+            key = ev.event_key
+            if key is not None:
+                seen = known.get((req.source, key))
+                is_body_key = key.startswith("sha256:")
+                if seen is not None and (not is_body_key or now - seen[1] < item.dedup_window_s):
+                    result.retry = True
+                    if seen[0]:
+                        lead_ids.append(seen[0])
+                    continue
+            fresh_events += 1
+            lead_id = None
+            if ev.quarantine:
+                quarantine_reason = quarantine_reason or ev.reason or "not a lead"
+            elif ev.lead is not None:
+                lead = ev.lead
+                lead_id = lead.id
+                data = lead.to_json_dict()
+                data.pop("deliveries", None)
+                lead_rows.append({
+                    "id": lead.id, "source": lead.source, "channel": lead.channel,
+                    "received_at": now, "status": "received", "data": data,
+                    "inbound_id": item.inbound_id, "lease_until": 0.0, "updated_at": now,
+                })
+                lead_ids.append(lead.id)
+                outcome = "lead"
+            elif ev.reason:
+                notes.append(ev.reason)
+            if key is not None:
+                ident = (req.source, key)
+                known[ident] = (lead_id, now)
+                row = {"source": req.source, "event_key": key, "lead_id": lead_id,
+                       "inbound_id": item.inbound_id, "seen_at": now}
+                (key_updates if ident in stored else key_inserts)[ident] = row
 
+        if quarantine_reason is not None:
+            outcome = "quarantined"
+            quarantine_rows.append({
+                "id": new_id(), "inbound_id": item.inbound_id, "source": req.source,
+                "reason": quarantine_reason, "state": "open", "created_at": now, "updated_at": now,
+            })
+            result.quarantined = quarantine_reason
+        elif result.retry and fresh_events == 0:
+            outcome = "retry"
+        inbound_rows.append({
+            "id": item.inbound_id, "source": req.source, "received_at": now,
+            "method": req.method, "path": req.path, "query": _query(req),
+            "headers": _headers(req), "body": req.body, "outcome": outcome,
+            "lead_id": lead_ids[0] if lead_ids else None,
+            "events": 0 if outcome == "retry" else max(fresh_events, 1),
+            "event_key": item.events[0].event_key if item.events else None,
+            "note": "; ".join(notes) or quarantine_reason,
+        })
+        result.lead_ids = lead_ids
+        results.append(result)
 
-def _remember_key(
-    conn: Connection, source: str, key: str, lead_id: str | None, inbound_id: str, now: float,
-    exists: bool,
-) -> None:
-    if exists:  # an old body hash outside the window: this is a new event now
+    if lead_rows:
+        conn.execute(insert(t.leads), lead_rows)
+    if key_inserts:
+        conn.execute(insert(ek), list(key_inserts.values()))
+    if key_updates:
         conn.execute(
-            update(t.event_keys)
-            .where(t.event_keys.c.source == source, t.event_keys.c.event_key == key)
-            .values(lead_id=lead_id, inbound_id=inbound_id, seen_at=now)
+            update(ek)
+            .where(ek.c.source == bindparam("k_source"), ek.c.event_key == bindparam("k_key"))
+            .values(lead_id=bindparam("k_lead"), inbound_id=bindparam("k_inbound"),
+                    seen_at=bindparam("k_seen")),
+            [{"k_source": r["source"], "k_key": r["event_key"], "k_lead": r["lead_id"],
+              "k_inbound": r["inbound_id"], "k_seen": r["seen_at"]} for r in key_updates.values()],
         )
-    else:
-        conn.execute(
-            insert(t.event_keys).values(
-                source=source, event_key=key, lead_id=lead_id, inbound_id=inbound_id, seen_at=now
-            )
-        )
+    if quarantine_rows:
+        conn.execute(insert(t.quarantine), quarantine_rows)
+    conn.execute(insert(t.inbound_events), inbound_rows)
+    return results
 
 
 def ingest_batch(engine: Engine, items: list[IngestItem]) -> list[IngestResult]:
@@ -182,9 +224,11 @@ def ingest_batch(engine: Engine, items: list[IngestItem]) -> list[IngestResult]:
     If the group fails (e.g. two requests with the same event id raced), each request is
     retried in a transaction of its own so one bad request never fails the others.
     """
+    if not items:
+        return []
     try:
         with engine.begin() as conn:
-            return [ingest_one(conn, item) for item in items]
+            return ingest_many(conn, items)
     except Exception:
         if len(items) == 1:
             raise
@@ -264,10 +308,6 @@ def build_item(
     A lead without any contact (no phone, email or messenger id) is not a lead: it goes to
     quarantine with the reason, like a body that could not be parsed.
     """
-    from datetime import UTC, datetime
-
-    from hub.normalize import normalize_lead
-
     item = IngestItem(request, received_at, parse_error=parse_error, dedup_window_s=dedup_window_s)
     when = datetime.fromtimestamp(received_at, UTC)
     for ev in parsed or []:

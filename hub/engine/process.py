@@ -7,6 +7,7 @@ leaves it to be claimed again, and delivery rows are unique per (lead, destinati
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -19,10 +20,12 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from hub.config import AssignRule
 from hub.engine.ingest import new_id
 from hub.engine.routing import choose_route, weighted_sequence
+from hub.errors import PermanentError, RetryableError
 from hub.models import Lead
 from hub.runtime import Runtime
 from hub.store import tables as t
 
+log = logging.getLogger("leadhub.process")
 LEASE_S = 30.0
 BATCH = 200
 
@@ -190,12 +193,78 @@ def _annotates(rt: Runtime, destination: str) -> bool:
     return bool(dest is not None and dest.annotates_duplicates)
 
 
+ENRICH_RETRY_S = 60.0
+ENRICH_HORIZON_S = 24 * 3600.0
+
+
+def _quarantine_lead(conn: Connection, row: Any, reason: str, now: float) -> None:
+    """The event turns out not to be a lead after all: it moves to quarantine (ledger too)."""
+    conn.execute(t.leads.delete().where(t.leads.c.id == row.id))
+    conn.execute(update(t.inbound_events).where(t.inbound_events.c.id == row.inbound_id)
+                 .values(outcome="quarantined", lead_id=None, note=reason))
+    conn.execute(insert(t.quarantine).values(
+        id=new_id(), inbound_id=row.inbound_id or "", source=row.source, reason=reason,
+        state="open", created_at=now, updated_at=now,
+    ))
+
+
+def enrich(rt: Runtime, rows: list[Any], now: float) -> list[Any]:
+    """Let sources fetch what their webhook only pointed at (I/O, outside any transaction).
+
+    Returns the rows ready to process; a lead whose source failed retryably waits a minute
+    (its lease), for at most a day; a permanent failure or a lead that still has no
+    contact goes to quarantine.
+    """
+    ready = []
+    for row in rows:
+        if not row.needs_enrichment:
+            ready.append(row)
+            continue
+        src = rt.source(row.source)
+        reason = None
+        try:
+            if src is None:
+                raise PermanentError(f"source {row.source!r} is no longer configured")
+            lead = src.enrich(Lead.model_validate(row.data))
+            if not lead.contact.has_any():
+                reason = "no contact after enrichment: no phone, email or messenger id"
+        except RetryableError as exc:
+            if now - row.received_at < ENRICH_HORIZON_S:
+                log.warning("enrichment of a %s lead failed, will retry: %s", row.source, exc)
+                with rt.db.begin() as conn:
+                    conn.execute(update(t.leads).where(t.leads.c.id == row.id)
+                                 .values(lease_until=now + ENRICH_RETRY_S))
+                continue
+            reason = f"enrichment kept failing for a day: {exc}"
+        except Exception as exc:
+            reason = f"enrichment failed: {type(exc).__name__}: {exc}"
+        with rt.db.begin() as conn:
+            if reason is not None:
+                _quarantine_lead(conn, row, reason, now)
+                continue
+            data = lead.to_json_dict()
+            data.pop("deliveries", None)
+            conn.execute(update(t.leads).where(t.leads.c.id == row.id)
+                         .values(data=data, needs_enrichment=False))
+            ready.append(conn.execute(select(t.leads).where(t.leads.c.id == row.id)).one())
+    return ready
+
+
 def process_received(rt: Runtime, limit: int = BATCH) -> Processed:
-    """Process one batch of received leads; returns what was done (for wake-ups and hooks)."""
+    """Process one batch of received leads; returns what was done (for wake-ups and hooks).
+
+    Claim (one short transaction), enrich where a source asked for it (no transaction
+    open during its I/O), then dedup, route and assign in one transaction.
+    """
     out = Processed()
     now = time.time()
     with rt.db.begin() as conn:
-        for row in claim_leads(conn, now, limit):
+        rows = claim_leads(conn, now, limit)
+    if not rows:
+        return out
+    rows = enrich(rt, rows, now)
+    with rt.db.begin() as conn:
+        for row in rows:
             lead, dests = process_lead(rt, conn, row, now)
             out.leads.append(lead)
             out.destinations.update(dests)

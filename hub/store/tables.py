@@ -77,6 +77,8 @@ leads = Table(
     Column("assigned_to", String(64)),
     Column("inbound_id", String(ID)),
     Column("lease_until", Double, nullable=False, default=0.0),  # claimed by a process job
+    # the source must fetch the lead's details (Source.enrich) before it is routed
+    Column("needs_enrichment", Boolean, nullable=False, default=False),
     Column("updated_at", Double, nullable=False),
     Index(None, "status", "lease_until"),
     Index(None, "received_at"),

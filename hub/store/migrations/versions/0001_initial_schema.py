@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-30 04:57:24.173673
+Create Date: 2026-11-30 05:07:09.992555
 """
 
 from collections.abc import Sequence
@@ -101,6 +101,7 @@ def upgrade() -> None:
     sa.Column('assigned_to', sa.String(length=64), nullable=True),
     sa.Column('inbound_id', sa.String(length=32), nullable=True),
     sa.Column('lease_until', sa.Double(), nullable=False),
+    sa.Column('needs_enrichment', sa.Boolean(), nullable=False),
     sa.Column('updated_at', sa.Double(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_leads'))
     )
