@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -21,7 +21,8 @@ from urllib.parse import urlencode
 from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 from ulid import ULID
 
-from hub.connectors import InboundRequest, ParsedEvent
+from hub.connectors import InboundRequest, ParsedEvent, TrackingUtm
+from hub.engine.threads import Threads, call_update
 from hub.models import Lead
 from hub.normalize import normalize_lead
 from hub.store import tables as t
@@ -48,6 +49,13 @@ class EventDraft:
     lead: Lead | None = None  # None: an event that is not a lead
     reason: str | None = None  # why not a lead / why quarantined
     quarantine: bool = False
+    #: "call:<id>" or "chat:<id>": the event continues the lead of that thread, if any
+    thread: str | None = None
+    call_update: dict[str, Any] = field(default_factory=dict)
+    seq: int | None = None
+    needs_enrichment: bool = False
+    #: a call event that does not name the caller: it waits for the call's lead
+    waits_for_caller: bool = False
 
 
 @dataclass
@@ -131,6 +139,7 @@ def ingest_many(conn: Connection, items: list[IngestItem]) -> list[IngestResult]
             for key, lead_id, seen_at in rows:
                 known[(source, key)] = (lead_id, seen_at)
     stored = set(known)  # keys already in the table: remembered by UPDATE, others by INSERT
+    threads = Threads.load(conn, items)
 
     lead_rows: list[dict[str, Any]] = []
     key_inserts: dict[tuple[str, str], dict[str, Any]] = {}
@@ -142,6 +151,7 @@ def ingest_many(conn: Connection, items: list[IngestItem]) -> list[IngestResult]
         req, now = item.request, item.received_at
         result = IngestResult(inbound_id=item.inbound_id)
         outcome, lead_ids, notes, fresh_events = "non_lead", [], [], 0
+        updates = 0
         quarantine_reason = item.parse_error
         for ev in item.events:
             key = ev.event_key
@@ -155,10 +165,18 @@ def ingest_many(conn: Connection, items: list[IngestItem]) -> list[IngestResult]
                     continue
             fresh_events += 1
             lead_id = None
-            if ev.quarantine:
+            continued = threads.continue_lead(req.source, ev, now, item.dedup_window_s)
+            if continued is not None:
+                lead_id = continued
+                lead_ids.append(continued)
+                updates += 1
+            elif ev.waits_for_caller:
+                threads.hold(req.source, ev, now)
+                notes.append("call event before the caller is known: kept for the call's lead")
+            elif ev.quarantine:
                 quarantine_reason = quarantine_reason or ev.reason or "not a lead"
             elif ev.lead is not None:
-                lead = ev.lead
+                lead = threads.start(req.source, ev, now)
                 lead_id = lead.id
                 data = lead.to_json_dict()
                 data.pop("deliveries", None)
@@ -166,7 +184,9 @@ def ingest_many(conn: Connection, items: list[IngestItem]) -> list[IngestResult]
                     "id": lead.id, "source": lead.source, "channel": lead.channel,
                     "received_at": now, "status": "received", "data": data,
                     "inbound_id": item.inbound_id, "lease_until": 0.0, "updated_at": now,
+                    "needs_enrichment": ev.needs_enrichment,
                 })
+                threads.created[lead.id] = lead_rows[-1]
                 lead_ids.append(lead.id)
                 outcome = "lead"
             elif ev.reason:
@@ -187,6 +207,8 @@ def ingest_many(conn: Connection, items: list[IngestItem]) -> list[IngestResult]
             result.quarantined = quarantine_reason
         elif result.retry and fresh_events == 0:
             outcome = "retry"
+        elif outcome != "lead" and updates:
+            outcome = "update"  # continued a call or a chat: an event, not a new lead
         inbound_rows.append({
             "id": item.inbound_id, "source": req.source, "received_at": now,
             "method": req.method, "path": req.path, "query": _query(req),
@@ -201,6 +223,7 @@ def ingest_many(conn: Connection, items: list[IngestItem]) -> list[IngestResult]
 
     if lead_rows:
         conn.execute(insert(t.leads), lead_rows)
+    threads.save(conn)
     if key_inserts:
         conn.execute(insert(ek), list(key_inserts.values()))
     if key_updates:
@@ -302,28 +325,68 @@ def build_item(
     default_region: str,
     dedup_window_s: float,
     received_at: float,
+    tracking_numbers: Mapping[str, TrackingUtm] | None = None,
 ) -> IngestItem:
-    """Normalize what the source parsed into the rows ``ingest_one`` writes (pure, no I/O).
+    """Normalize what the source parsed into the rows ``ingest_many`` writes (pure, no I/O).
 
     A lead without any contact (no phone, email or messenger id) is not a lead: it goes to
-    quarantine with the reason, like a body that could not be parsed.
+    quarantine with the reason, like a body that could not be parsed; except a call event
+    that does not name the caller (it waits for its call's lead) and a draft the worker
+    will enrich. Calls get UTM tags from ``tracking_numbers``.
     """
     item = IngestItem(request, received_at, parse_error=parse_error, dedup_window_s=dedup_window_s)
     when = datetime.fromtimestamp(received_at, UTC)
+    tracking = _tracking_table(tracking_numbers, default_region)
     for ev in parsed or []:
         key = f"id:{ev.event_id}" if ev.event_id else body_key(request)
-        if ev.lead is None:
+        draft = ev.lead
+        if draft is None:
             item.events.append(EventDraft(key, reason=ev.reason or "not a lead"))
             continue
         lead = normalize_lead(
-            ev.lead, lead_id=new_id(), source=request.source, received_at=when,
+            draft, lead_id=new_id(), source=request.source, received_at=when,
             default_region=default_region,
         )
-        if not lead.contact.has_any():
-            item.events.append(
-                EventDraft(key, quarantine=True,
-                           reason="no contact: the request has no phone, email or messenger id")
-            )
-        else:
-            item.events.append(EventDraft(key, lead=lead))
+        out = EventDraft(key, lead=lead, needs_enrichment=draft.needs_enrichment)
+        if draft.call is not None and draft.call.call_id:
+            apply_tracking(lead, tracking)
+            out.thread = f"call:{draft.call.call_id}"
+            out.call_update = call_update(draft.call, lead.call)
+            out.seq = draft.call.seq
+        elif draft.conversation_key:
+            out.thread = f"chat:{draft.conversation_key}"
+        if not lead.contact.has_any() and not draft.needs_enrichment:
+            if out.thread and out.thread.startswith("call:"):
+                out.waits_for_caller = True
+            else:
+                out.lead, out.quarantine = None, True
+                out.reason = "no contact: the request has no phone, email or messenger id"
+        item.events.append(out)
     return item
+
+
+def _tracking_table(
+    numbers: Mapping[str, TrackingUtm] | None, region: str
+) -> dict[str, TrackingUtm]:
+    from hub.normalize.phones import normalize_phone
+
+    out = {}
+    for number, utm in (numbers or {}).items():
+        out[normalize_phone(number, region) or number] = utm
+    return out
+
+
+def apply_tracking(lead: Lead, tracking: dict[str, TrackingUtm]) -> None:
+    """A call to a tracking number gets that number's UTM tags (where the lead has none)."""
+    call = lead.call
+    if call is None or not tracking:
+        return
+    for number in (call.tracking_number, call.to if call.direction == "inbound" else None):
+        utm = tracking.get(number or "")
+        if utm is None:
+            continue
+        call.tracking_number = number
+        for name, value in utm.model_dump().items():
+            if value is not None and getattr(lead.utm, name) is None:
+                setattr(lead.utm, name, value)
+        return

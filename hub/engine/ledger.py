@@ -40,8 +40,10 @@ def ledger(engine: Engine, since: float | None = None, until: float | None = Non
         ):
             row = by_source[source]
             row["events"] += int(n or 0)
-            if outcome in ("non_lead", "quarantined"):
-                row[outcome] += int(n or 0)
+            if outcome in ("non_lead", "update"):  # an update continued a call or a chat
+                row["non_lead"] += int(n or 0)
+            elif outcome == "quarantined":
+                row["quarantined"] += int(n or 0)
         retrying = exists().where(dl.c.lead_id == ld.c.id, dl.c.status == "failed")
         for source, status, is_retrying, n in conn.execute(
             select(ld.c.source, ld.c.status, retrying, func.count())

@@ -264,7 +264,15 @@ def process_received(rt: Runtime, limit: int = BATCH) -> Processed:
         return out
     rows = enrich(rt, rows, now)
     with rt.db.begin() as conn:
-        for row in rows:
+        for claimed in rows:
+            # read the lead again inside this transaction: a call or chat event may have
+            # continued it since the claim, and its data must not be overwritten
+            q = select(t.leads).where(t.leads.c.id == claimed.id)
+            if conn.dialect.name == "postgresql":
+                q = q.with_for_update()
+            row = conn.execute(q).first()
+            if row is None or row.status != "received":
+                continue
             lead, dests = process_lead(rt, conn, row, now)
             out.leads.append(lead)
             out.destinations.update(dests)

@@ -45,8 +45,11 @@ def reprocess_quarantined(rt: Runtime, qid: str) -> dict[str, Any] | None:
     item = build_item(
         request, parsed, error, default_region=rt.config.hub.default_region,
         dedup_window_s=rt.config.hub.dedup_window_minutes * 60.0, received_at=row.received_at,
+        tracking_numbers=getattr(src.config, "tracking_numbers", None),
     )
-    leads = [ev.lead for ev in item.events if ev.lead is not None]
+    fresh = [ev for ev in item.events if ev.lead is not None and not ev.waits_for_caller]
+    leads = [ev.lead for ev in fresh if ev.lead is not None]
+    enrich = {ev.lead.id for ev in fresh if ev.lead is not None and ev.needs_enrichment}
     now = time.time()
     if not leads:
         reason = error or next((ev.reason for ev in item.events if ev.reason), "still not a lead")
@@ -61,7 +64,7 @@ def reprocess_quarantined(rt: Runtime, qid: str) -> dict[str, Any] | None:
             conn.execute(insert(t.leads).values(
                 id=lead.id, source=lead.source, channel=lead.channel, received_at=row.received_at,
                 status="received", data=data, inbound_id=row.inbound_id, lease_until=0.0,
-                updated_at=now,
+                needs_enrichment=lead.id in enrich, updated_at=now,
             ))
         conn.execute(update(t.inbound_events).where(t.inbound_events.c.id == row.inbound_id)
                      .values(outcome="lead", lead_id=leads[0].id, events=len(leads)))

@@ -64,6 +64,19 @@ event_keys = Table(
     Column("seen_at", Double, nullable=False),
 )
 
+#: Events that continue a lead: the events of one call ("call:<id>"), the messages of one
+#: chat ("chat:<id>"). Call events that arrive before the caller is known wait in ``pending``.
+threads = Table(
+    "threads",
+    metadata,
+    Column("source", String(128), primary_key=True),
+    Column("key", String(200), primary_key=True),
+    Column("lead_id", String(ID)),
+    Column("last_seen", Double, nullable=False),
+    Column("applied_seq", Integer),
+    Column("pending", JSON),
+)
+
 leads = Table(
     "leads",
     metadata,
