@@ -81,7 +81,10 @@ def rt(write_config: ConfigWriter, tmp_path: Path, database_url: str, redis_url:
         dedup_window_minutes = 30
         [sources.pbx]
         plugin = "testcalls"
-        tracking_numbers = { "+7 (495) 777-88-99" = { source = "yandex", medium = "cpc", campaign = "spring" } }
+        [sources.pbx.tracking_numbers."+7 (495) 777-88-99"]
+        source = "yandex"
+        medium = "cpc"
+        campaign = "spring"
     """), extra_plugins=[("testcalls", plugin)])
     yield runtime
     runtime.close()
