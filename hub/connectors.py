@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hub.errors import ParseError
+from hub.errors import LeadHubError, ParseError
 from hub.models import Channel, Lead, Messenger
 
 
@@ -287,11 +287,77 @@ class Source(Connector[ConfigT]):
         """
         return lead
 
+    def respond_quarantined(self, request: InboundRequest, reason: str) -> HookResponse:
+        """The answer to an authentic request that went to quarantine, for providers that
+        retry non-2xx answers (``retries_non_2xx``): a 2xx they accept as final."""
+        return HookResponse(200, {"status": "quarantined", "reason": reason})
+
     def respond(self, request: InboundRequest, accepted: Accepted) -> HookResponse:
         """The success answer; the default is the contract's ``{"id", "status": "accepted"}``."""
         if not accepted.lead_ids:
             return HookResponse(200, {"status": "ok"})
         return HookResponse(200, {"id": accepted.lead_ids[0], "status": "accepted"})
+
+
+# ---------------------------------------------------------------- polling sources
+
+
+class PollingSourceConfig(SourceConfig):
+    """Settings of sources the hub polls (a mailbox) instead of sources that call it."""
+
+    poll_interval_s: float = Field(
+        default=60.0, ge=1.0,
+        description="Seconds between two polls; after failures the wait doubles, up to 15 minutes.",
+    )
+
+
+@dataclass(frozen=True)
+class PolledMessage:
+    """One item a polling source took from its provider and has not acknowledged yet."""
+
+    #: Stable across fetches, restarts and crashes: fetched again before ``ack`` (a crash
+    #: after the commit), it is the same event and the core yields no second lead.
+    event_id: str
+    body: bytes  # stored as the raw request and handed to ``parse``
+    content_type: str = "application/octet-stream"
+    ref: str = ""  # what ``ack`` needs to find it again (an IMAP UID)
+
+
+class PollError(LeadHubError):
+    """A poll failed (cannot connect, login refused, folder missing): logged with this text,
+    kept as the source's poll state, and tried again later with a growing wait."""
+
+
+class PollingSource(Source[ConfigT]):
+    """A source the scheduler polls every ``poll_interval_s`` (in a worker; I/O allowed).
+
+    One poll job: ``poll`` (a batch, oldest first) → the core commits each message as a raw
+    request (``method="POLL"``, body and content type from the message) through the same
+    ``parse`` → normalize → store path as webhooks → ``ack`` those messages → ``poll``
+    again until nothing new is left → ``finish_poll``. ``ack`` runs only after the commit,
+    so a crash between the two fetches a message again; its ``event_id`` makes that a
+    retry, not a second lead. Raise ``PollError`` with a message the admin can act on.
+    It takes no webhooks: ``/hooks/{name}`` answers 405.
+    """
+
+    Config: ClassVar[type[ConnectorConfig]] = PollingSourceConfig
+    methods: ClassVar[tuple[str, ...]] = ()
+
+    @property
+    def poll_interval_s(self) -> float:
+        return float(getattr(self.config, "poll_interval_s", 60.0))
+
+    def poll(self, limit: int, max_bytes: int) -> list[PolledMessage]:
+        """Up to ``limit`` messages not acknowledged yet, oldest first; a body may be cut
+        at ``max_bytes``. Called again after each ``ack`` within one poll job."""
+        raise NotImplementedError
+
+    def ack(self, messages: list[PolledMessage]) -> None:
+        """Mark messages as taken (after the core committed them) so ``poll`` skips them."""
+        raise NotImplementedError
+
+    def finish_poll(self) -> None:
+        """End of a poll job, failed or not: log out, close connections."""
 
 
 # ---------------------------------------------------------------- destinations

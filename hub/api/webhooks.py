@@ -121,7 +121,7 @@ async def _handle(source_name: str, path: str, request: Request, state: Any) -> 
     if result.quarantined is not None:
         WEBHOOKS.labels(source_name, "quarantined").inc()
         if src.retries_non_2xx:
-            return JSONResponse({"status": "quarantined", "reason": result.quarantined}, 200)
+            return to_response(src.respond_quarantined(inbound, result.quarantined))
         return error_response(422, "unprocessable", result.quarantined)
     WEBHOOKS.labels(source_name, "retry" if result.retry and not result.lead_ids else
                     ("lead" if result.lead_ids else "non_lead")).inc()
