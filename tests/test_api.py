@@ -220,3 +220,47 @@ def test_plugins_listing_has_schemas(hub: Any) -> None:
     assert {"webform", "file", "webhook", "amocrm"} <= set(items)
     assert items["webform"]["kind"] == "source"
     assert "token" in items["webform"]["settings_schema"]["properties"]
+
+
+def test_readyz_fails_when_a_queue_had_work_and_did_not_move(hub: Any) -> None:
+    rt, c = hub
+    assert c.post("/hooks/site_form", data={"phone": "+79161234567"}).status_code == 200
+    old = time.time() - 600  # received ten minutes ago and never processed: no worker runs
+    with rt.db.begin() as conn:
+        conn.execute(t.leads.update().values(received_at=old))
+    r = c.get("/readyz")
+    assert r.status_code == 503 and "stalled: process" in r.json()["reasons"]
+    with rt.db.begin() as conn:
+        conn.execute(t.leads.update().values(status="routed"))
+        conn.execute(t.deliveries.insert().values(
+            id="d1", lead_id="x", destination="jsonl", status="pending", idempotency_key="x:jsonl",
+            attempts=0, next_attempt_at=old, lease_until=0.0, uncertain=False, created_at=old,
+            updated_at=old,
+        ))
+    r = c.get("/readyz")
+    assert r.status_code == 503 and r.json()["reasons"] == ["stalled: deliver:jsonl"]
+    # a destination held on purpose (disabled) is not a stall
+    assert c.post("/api/connectors/jsonl/disable", headers=ADMIN).status_code == 200
+    assert c.get("/readyz").status_code == 200
+    metrics = c.get("/metrics").text
+    assert 'leadhub_queue_due{destination="jsonl"} 1.0' in metrics
+    assert 'leadhub_events_total{outcome="lead",source="site_form"} 1.0' in metrics
+
+
+def test_ledger_cli_balances(hub: Any, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    rt, c = hub
+    c.post("/hooks/site_form", data={"phone": "+79161234567"})
+    c.post("/hooks/site_form", data={"name": "no contact"})
+    run = subprocess.run(
+        [sys.executable, "-m", "hub.cli", "ledger", "--format", "json",
+         "--config", str(rt.config.path)],
+        capture_output=True, text=True, timeout=60,
+        env={**__import__("os").environ, "LEADHUB_DATA_DIR": str(rt.data_dir)},
+    )
+    assert run.returncode == 0, run.stderr
+    doc = json.loads(run.stdout)
+    assert doc["totals"]["events"] == 2 and doc["totals"]["leads"] == 1
+    assert doc["totals"]["quarantined"] == 1 and doc["balanced"]
