@@ -77,5 +77,5 @@ def configure_logging(level: int = logging.INFO, json_logs: bool | None = None) 
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("rq.worker", "rq.queue", "rq.job", "alembic"):
+    for noisy in ("rq.worker", "rq.queue", "rq.job", "alembic", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -44,8 +44,7 @@ def test_round_robin_even_across_two_workers_and_a_restart(
             assert r.status_code == 200
 
     post(0, 150)
-    hub.kill(hub.workers[0])  # SIGKILL, possibly mid-batch
-    hub.workers[0] = hub.start_worker()
+    hub.restart_worker(0)  # SIGKILL, possibly mid-batch
     post(150, 300)
 
     def assigned() -> list[str] | None:

@@ -28,7 +28,6 @@ def chaos_config(amo_url: str) -> str:
     sources = "\n".join(f'[sources.{s}]\nplugin = "webform"\n' for s in SOURCES)
     return f"""
 [hub]
-dedup_window_minutes = 0
 default_destinations = ["amo_main"]
 
 {sources}
@@ -148,9 +147,7 @@ def run_chaos(
             while any(th.is_alive() for th in threads):
                 now = time.monotonic()
                 if now >= next_kill:
-                    victim = rng.randrange(len(hub.workers))
-                    hub.kill(hub.workers[victim])
-                    hub.workers[victim] = hub.start_worker()
+                    hub.restart_worker(rng.randrange(len(hub.workers)))
                     report.worker_kills += 1
                     next_kill = now + kill_every_s * rng.uniform(0.5, 1.5)
                 if not api_done and now - t0 >= api_at:

@@ -124,6 +124,13 @@ class HubCluster:
         self.workers.append(p)
         return p
 
+    def restart_worker(self, index: int, sig: int = signal.SIGKILL) -> None:
+        """Kill worker ``index`` (SIGKILL by default) and start a new one in its place."""
+        self.kill(self.workers[index], sig)
+        new = self.start_worker()
+        self.workers.pop()  # start_worker appended it; it takes the old one's place
+        self.workers[index] = new
+
     def start_scheduler(self) -> None:
         self.scheduler = self._spawn("scheduler", "scheduler")
 
