@@ -264,3 +264,18 @@ def test_ledger_cli_balances(hub: Any, tmp_path: Path) -> None:
     doc = json.loads(run.stdout)
     assert doc["totals"]["events"] == 2 and doc["totals"]["leads"] == 1
     assert doc["totals"]["quarantined"] == 1 and doc["balanced"]
+
+
+def test_web_admin_signs_in_with_the_token_and_uses_the_api(hub: Any) -> None:
+    _, c = hub
+    page = c.get("/admin/")
+    assert page.status_code == 200 and 'name="token"' in page.text
+    assert c.post("/admin/login", data={"token": "nope"}).status_code == 401
+    r = c.post("/admin/login", data={"token": "adm"}, follow_redirects=False)
+    assert r.status_code == 303 and "httponly" in r.headers["set-cookie"].lower()
+    assert "samesite=strict" in r.headers["set-cookie"].lower()
+    page = c.get("/admin/")
+    assert "LeadHub admin" in page.text and "/api" in page.text
+    assert c.get("/api/leads").status_code == 200  # the cookie stands in for the bearer token
+    c.cookies.clear()
+    assert c.get("/api/leads").status_code == 401
