@@ -296,3 +296,22 @@ def test_chaos_every_lead_becomes_exactly_one_deal(tmp_path: Path) -> None:
             f"lh:{n}:amo_main": 1 for n in range(20)}
         assert sorted(int(v) for v in delivered.values()) == sorted(d["id"] for d in fake.leads)
         amo.close()
+
+
+def test_one_lookup_finds_every_deal_of_an_interrupted_batch(
+    amo: AmoCRMDestination, fake: FakeAmoCRM
+) -> None:
+    batch = [item(n) for n in range(20)]
+    for i in batch:
+        i.attempt_id = "att1"
+    outcomes = amo.deliver(batch)
+    fake.clear_records()
+    retry = [item(n) for n in range(25)]  # 5 of them were never sent
+    for i in retry:
+        i.uncertain, i.previous_attempt_id, i.attempt_id = True, "att1", "att2"
+    found = amo.lookup_many(retry)
+    assert found == {o.delivery_id: o.external_id for o in outcomes}
+    assert len(fake.requests) == 1  # one GET for the whole batch
+    for i in retry:
+        i.previous_attempt_id = "other"
+    assert amo.lookup_many(retry) == {}

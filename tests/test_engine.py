@@ -178,3 +178,24 @@ def test_replay_is_idempotent_per_destination(rt: Runtime) -> None:
     assert len((rt.data_dir / "leads.jsonl").read_text().splitlines()) == 1
     lead = get_lead(rt, res.lead_ids[0])
     assert lead is not None and [d.attempts for d in lead.deliveries] == [1]
+
+
+def test_a_taken_over_attempt_records_nothing(rt: Runtime) -> None:
+    """A stalled worker whose lease ran out must not overwrite the newer attempt's result."""
+    from hub.connectors import DeliveryOutcome
+    from hub.engine.drain import DrainStats, _record, lease_batch
+    from hub.errors import RetryableError
+
+    ingest(rt, form("phone=%2B79161234567"))
+    process_received(rt)
+    now = time.time()
+    with rt.db.begin() as conn:
+        rows = lease_batch(conn, "jsonl", 10, now, 0.001, "stalled")
+    time.sleep(0.01)  # the stalled attempt's lease runs out; another drain delivers
+    assert drain(rt, "jsonl").delivered == 1
+    stale = {r.id: r for r in rows}
+    _record(rt, stale, [DeliveryOutcome(rows[0].id, error=RetryableError("late timeout"))],
+            time.time(), DrainStats(), "jsonl", "stalled")
+    with rt.db.connect() as conn:
+        status, error = conn.execute(select(t.deliveries.c.status, t.deliveries.c.last_error)).one()
+    assert (status, error) == ("delivered", None)

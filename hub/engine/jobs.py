@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from hub.engine.drain import drain
+from hub.engine.drain import breaker_open, drain
 from hub.engine.process import process_received
 from hub.queue import PROCESS_QUEUE, clear_wake, destination_queue, wake
 from hub.runtime import Runtime, current
@@ -16,6 +16,7 @@ from hub.runtime import Runtime, current
 log = logging.getLogger("leadhub.jobs")
 PROCESS_JOB = "hub.engine.jobs.process_job"
 DRAIN_JOB = "hub.engine.jobs.drain_job"
+POLL_JOB = "hub.engine.jobs.poll_job"
 
 
 def wake_process(rt: Runtime) -> bool:
@@ -48,7 +49,9 @@ def process_job() -> int:
 def drain_job(destination: str) -> int:
     rt = current()
     clear_wake(rt.redis, destination_queue(destination), destination)
-    stats = drain(rt, destination)
+    if breaker_open(rt, destination):  # the sweeper wakes it again when the breaker closes
+        return 0
+    stats = drain(rt, destination, spread=lambda: wake_drain(rt, destination))
     if stats.more:
         wake_drain(rt, destination)
     if stats.finished:
@@ -65,3 +68,12 @@ def drain_job(destination: str) -> int:
             except Exception:
                 log.exception("leadhub_delivery_finished hook failed")
     return stats.delivered
+
+
+def poll_job(source: str) -> int:
+    """Poll one polling source (a mailbox) until it has nothing new; the leads it took."""
+    from hub.engine.poll import POLL_QUEUE, poll_source  # poll imports this module
+
+    rt = current()
+    clear_wake(rt.redis, POLL_QUEUE, source)
+    return len(poll_source(rt, source).lead_ids)

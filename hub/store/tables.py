@@ -120,6 +120,11 @@ deliveries = Table(
     Column("first_attempt_at", Double),
     Column("next_attempt_at", Double, nullable=False),
     Column("lease_until", Double, nullable=False, default=0.0),
+    # the attempt that holds the lease: only it may record a result
+    Column("attempt_id", String(ID)),
+    # the last attempt that sent the item (committed before sending): destinations tag their
+    # records with it, so the next attempt finds what an interrupted batch created
+    Column("sent_attempt_id", String(ID)),
     # the last attempt may have reached the destination: look up before creating again
     Column("uncertain", Boolean, nullable=False, default=False),
     Column("external_id", String(200)),

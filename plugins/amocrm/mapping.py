@@ -25,6 +25,11 @@ CLICK_ID_CODES = {"gclid": "GCLID", "yclid": "YCLID", "fbclid": "FBCLID"}
 CHANNEL_TITLES = {"form": "Заявка", "email": "Письмо", "messenger": "Сообщение", "call": "Звонок"}
 
 
+def attempt_marker(attempt_id: str) -> str:
+    """The tag shared by the deals of one delivery attempt (one ``leads/complex`` call)."""
+    return f"lha:{attempt_id}"
+
+
 def marker(item: DeliveryItem) -> str:
     return f"{MARKER_PREFIX}{item.idempotency_key}"
 
@@ -136,6 +141,8 @@ def complex_lead(
     if fields:
         body["custom_fields_values"] = fields
     tags = [{"name": tag}] if tag else []
+    if item.attempt_id:  # one look-up finds every deal of an interrupted batch
+        tags.append({"name": attempt_marker(item.attempt_id)})
     embedded: dict[str, Any] = {
         "tags": [*tags, {"name": marker(item)}],
         "contacts": [contact_body(lead, user)],

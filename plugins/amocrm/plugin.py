@@ -36,6 +36,8 @@ from hub.connectors import (
 from hub.errors import DeliveryError, PermanentError, RetryableError
 from plugins.amocrm.client import AmoClient, AmoValidationError, OAuthSettings
 from plugins.amocrm.mapping import (
+    MARKER_PREFIX,
+    attempt_marker,
     complex_lead,
     duplicate_note_text,
     marker,
@@ -236,6 +238,40 @@ class AmoCRMDestination(Destination[AmoCRMConfig]):
         answer = client.request("GET", "/api/v4/leads", params={"query": mark, "limit": 250})
         ids = [lead["id"] for lead in _embedded(answer, "leads") if _carries(lead, mark)]
         return str(min(ids)) if ids else None
+
+    def lookup_many(self, items: list[DeliveryItem]) -> dict[str, str]:
+        """One ``GET`` per interrupted batch: its deals share the tag ``lha:<attempt>``
+        (≤ 50 deals, one page), matched back to items by their ``lh:<key>`` tags. An item
+        no attempt ever sent cannot be there; a duplicate's note is looked up one by one."""
+        found: dict[str, str] = {}
+        by_attempt: dict[str, list[DeliveryItem]] = {}
+        for item in items:
+            if item.duplicate_of_external_id:
+                ext = self.lookup(item)
+                if ext:
+                    found[item.delivery_id] = ext
+            elif item.previous_attempt_id:
+                by_attempt.setdefault(item.previous_attempt_id, []).append(item)
+        client = self.client()
+        for attempt, group in by_attempt.items():
+            mark = attempt_marker(attempt)
+            answer = client.request("GET", "/api/v4/leads", params={"query": mark, "limit": 250})
+            deal_of: dict[str, int] = {}
+            for lead in _embedded(answer, "leads"):
+                if mark not in _tag_names(lead):
+                    continue
+                for name in _tag_names(lead):
+                    if name.startswith(MARKER_PREFIX) and isinstance(lead.get("id"), int):
+                        deal_of[name] = min(lead["id"], deal_of.get(name, lead["id"]))
+            for item in group:
+                if marker(item) in deal_of:
+                    found[item.delivery_id] = str(deal_of[marker(item)])
+        return found
+
+
+def _tag_names(lead: dict[str, Any]) -> list[str]:
+    tags = (lead.get("_embedded") or {}).get("tags") or []
+    return [str(t.get("name")) for t in tags if isinstance(t, dict)]
 
 
 def _embedded(answer: Any, key: str) -> list[dict[str, Any]]:

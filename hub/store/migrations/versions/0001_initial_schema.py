@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-30 05:08:16.182749
+Create Date: 2026-11-30 05:33:15.352593
 """
 
 from collections.abc import Sequence
@@ -47,6 +47,8 @@ def upgrade() -> None:
     sa.Column('first_attempt_at', sa.Double(), nullable=True),
     sa.Column('next_attempt_at', sa.Double(), nullable=False),
     sa.Column('lease_until', sa.Double(), nullable=False),
+    sa.Column('attempt_id', sa.String(length=32), nullable=True),
+    sa.Column('sent_attempt_id', sa.String(length=32), nullable=True),
     sa.Column('uncertain', sa.Boolean(), nullable=False),
     sa.Column('external_id', sa.String(length=200), nullable=True),
     sa.Column('last_error', sa.Text(), nullable=True),
