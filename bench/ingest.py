@@ -81,10 +81,12 @@ def lead_body(i: int) -> bytes:
 
 # ---------------------------------------------------------------------------- servers
 def serve_bare(port: int) -> None:
-    """The bare endpoint: FastAPI + uvicorn with the same defaults as ``leadhub api``."""
+    """The bare endpoint: FastAPI + uvicorn with the same options as ``leadhub api``."""
     import uvicorn
     from fastapi import FastAPI
     from fastapi.responses import JSONResponse
+
+    from hub.cli import uvicorn_options
 
     app = FastAPI()
 
@@ -97,7 +99,7 @@ def serve_bare(port: int) -> None:
     async def healthz() -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    uvicorn.run(app, host="127.0.0.1", port=port, **uvicorn_options())
 
 
 def cpu_seconds(pid: int) -> float:
@@ -388,6 +390,13 @@ def bench_hub(args: argparse.Namespace, work: Path) -> tuple[Row, StoreCheck]:
         cluster.stop()
 
 
+def _server_label() -> str:
+    from hub.cli import uvicorn_options
+
+    opts = uvicorn_options()
+    return f"http={opts['http']}, loop={opts['loop']}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--requests", "-n", type=int, default=5000, help="measured posts per target")
@@ -420,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     console.print(
         f"[bold]Ingest bench[/]: {args.requests} urlencoded lead forms, {args.concurrency} in "
         f"flight, {args.client_procs} {args.client} client process(es), warm-up {args.warmup}, "
-        f"{os.cpu_count()} CPU(s)"
+        f"{os.cpu_count()} CPU(s); uvicorn for both: {_server_label()}"
     )
     rows: list[Row] = []
     check: StoreCheck | None = None

@@ -125,6 +125,27 @@ def _print_rows(rows: list[dict[str, Any]], format: Format, title: str) -> None:
         console.print(table)
 
 
+def uvicorn_options() -> dict[str, Any]:
+    """How every uvicorn of the hub runs (and bench/ingest.py's bare endpoint, for a fair
+    comparison): httptools and uvloop, dependencies of the hub, when importable (uvloop
+    has no Windows build), else uvicorn's pure-Python h11 and asyncio."""
+    import importlib
+
+    def importable(name: str) -> bool:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            return False
+        return True
+
+    return {
+        "http": "httptools" if importable("httptools") else "h11",
+        "loop": "uvloop" if importable("uvloop") else "asyncio",
+        "log_level": "warning",
+        "access_log": False,
+    }
+
+
 @app.command()
 def api(config: ConfigOpt = None, host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
     """Run the HTTP API alone (scale-out: run workers and the scheduler apart)."""
@@ -134,7 +155,7 @@ def api(config: ConfigOpt = None, host: HostOpt = "127.0.0.1", port: PortOpt = 8
 
     _export_config(config)
     rt = _runtime(config)
-    uvicorn.run(create_app(rt), host=host, port=port, log_level="warning", access_log=False)
+    uvicorn.run(create_app(rt), host=host, port=port, **uvicorn_options())
 
 
 @app.command()
@@ -203,8 +224,7 @@ def serve(
 
     console.print(f"LeadHub {__version__} on http://{host}:{port}  (data: {rt.data_dir})")
     try:
-        uvicorn.run(create_app(rt, background_ok), host=host, port=port,
-                    log_level="warning", access_log=False)
+        uvicorn.run(create_app(rt, background_ok), host=host, port=port, **uvicorn_options())
     finally:
         sched.stop()
         sup.stop()
@@ -345,8 +365,8 @@ def plugin_new(
     except ScaffoldError as exc:
         err.print(str(exc), markup=False)
         raise typer.Exit(2) from None
-    console.print(f"created {root}", markup=False, highlight=False)
-    console.print(f"next: pip install -e '{root}[test]' && pytest {root}", markup=False, highlight=False)
+    typer.echo(f"created {root}")
+    typer.echo(f"next: pip install -e '{root}[test]' && pytest {root}")
 
 
 def main() -> None:

@@ -10,15 +10,31 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from sqlalchemy import text
+from starlette.types import Receive, Scope, Send
 
 from hub import __version__
-from hub.api import admin, errors, webhooks
+from hub.api import admin, errors, web, webhooks
 from hub.api.state import AppState
 from hub.engine.health import stalled_queues
 from hub.engine.ingest import IngestBatcher, IngestResult
 from hub.engine.jobs import wake_process
 from hub.metrics import StoreCollector
 from hub.runtime import Runtime
+
+
+class HubApp(FastAPI):
+    """The FastAPI app, except that webhooks (``/hooks/*``) go straight to their handler.
+
+    The ``/hooks`` routes stay in the router (OpenAPI, and the 405 of other methods);
+    middleware added to this app does NOT see webhooks: add it in ``__call__`` if it must.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        target = webhooks.hook_target(scope)
+        if target is not None:
+            await webhooks.serve_hook(self.state.hub, target, scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(rt: Runtime, background_ok: Callable[[], str | None] | None = None) -> FastAPI:
@@ -41,7 +57,7 @@ def create_app(rt: Runtime, background_ok: Callable[[], str | None] | None = Non
         with contextlib.suppress(KeyError):
             REGISTRY.unregister(collector)
 
-    app = FastAPI(
+    app = HubApp(
         title="LeadHub", version=__version__, lifespan=lifespan,
         description="Webhooks in, normalized leads out. Admin API: bearer token ([hub] admin_token).",
     )
@@ -49,6 +65,7 @@ def create_app(rt: Runtime, background_ok: Callable[[], str | None] | None = Non
     errors.install(app)
     app.include_router(webhooks.router)
     app.include_router(admin.router)
+    app.include_router(web.router)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import queue
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,7 +26,7 @@ from ulid import ULID
 from hub.connectors import InboundRequest, ParsedEvent, TrackingUtm
 from hub.engine.threads import Threads, call_update
 from hub.models import Lead
-from hub.normalize import normalize_lead
+from hub.normalize import normalize_lead, normalize_phone
 from hub.store import tables as t
 
 #: Headers worth keeping with the raw request (signatures, ids, types); others are noise.
@@ -38,6 +40,7 @@ SECRET_HEADERS = ("x-leadhub-token", "x-telegram-bot-api-secret-token")
 
 
 def new_id() -> str:
+    """A ULID: sortable by time, so ids double as a cursor for "newest first"."""
     return str(ULID())
 
 
@@ -79,9 +82,10 @@ class IngestResult:
 
 
 def body_key(request: InboundRequest) -> str:
-    """Identity of a request without a provider event id: the same body is the same event."""
+    """Identity of a request without a provider event id: the same method, path, query
+    (less the token) and body is the same event (GET webhooks carry it all in the query)."""
     digest = hashlib.sha256()
-    digest.update(request.path.encode())
+    digest.update(f"{request.method} {request.path}?{_query(request)}".encode())
     digest.update(b"\0")
     digest.update(request.body)
     return "sha256:" + digest.hexdigest()
@@ -262,8 +266,21 @@ def ingest_batch(engine: Engine, items: list[IngestItem]) -> list[IngestResult]:
     return results
 
 
+_Waiter = tuple[IngestItem, "asyncio.Future[IngestResult]"]
+
+
 class IngestBatcher:
-    """Group commit for the async webhook path: one writer thread, many waiting requests."""
+    """Group commit for the async webhook path: one writer thread, many waiting requests.
+
+    ``submit`` puts the request on a queue and awaits its future; the writer thread takes
+    everything queued, commits it in one transaction (``ingest_batch``), then resolves the
+    futures with one hand-back per event loop and batch. Only after that does it ring
+    Redis (``after_commit``): the answers never wait for the wake-up.
+
+    The thread lives as long as the batcher, so a commit costs no thread-pool hop, and
+    the store's blocking I/O (a WAL checkpoint, a lock held by a worker, a PostgreSQL
+    round trip) never stalls the event loop.
+    """
 
     def __init__(
         self,
@@ -274,47 +291,80 @@ class IngestBatcher:
         self.engine = engine
         self.after_commit = after_commit
         self.max_batch = max_batch
-        self._queue: asyncio.Queue[tuple[IngestItem, asyncio.Future[IngestResult]]] | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._queue: queue.SimpleQueue[_Waiter | None] | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
 
     async def submit(self, item: IngestItem) -> IngestResult:
-        if self._queue is None:
-            self._queue = asyncio.Queue()
-            self._task = asyncio.create_task(self._run())
         fut: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
-        await self._queue.put((item, fut))
+        (self._queue or self._start()).put((item, fut))
         return await fut
 
-    async def _run(self) -> None:
-        assert self._queue is not None
-        while True:
-            batch = [await self._queue.get()]
-            while len(batch) < self.max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            items = [b[0] for b in batch]
-            try:
-                results = await asyncio.to_thread(self._commit, items)
-            except Exception as exc:  # the store is down: every waiting request gets the error
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(exc)
-                continue
-            for (_, fut), res in zip(batch, results, strict=True):
-                if not fut.done():
-                    fut.set_result(res)
+    def _start(self) -> queue.SimpleQueue[_Waiter | None]:
+        with self._lock:
+            if self._queue is None:
+                self._queue = queue.SimpleQueue()
+                self._thread = threading.Thread(
+                    target=self._write, args=(self._queue,), name="leadhub-ingest", daemon=True
+                )
+                self._thread.start()
+            return self._queue
 
-    def _commit(self, items: list[IngestItem]) -> list[IngestResult]:
-        results = ingest_batch(self.engine, items)
-        if self.after_commit is not None:
-            with contextlib.suppress(Exception):  # a failed wake-up is repaired by the sweeper
-                self.after_commit(results)
+    def _write(self, waiting: queue.SimpleQueue[_Waiter | None]) -> None:
+        """The writer thread: one batch per turn, everything queued since the last one."""
+        closing = False
+        while not closing:
+            first = waiting.get()
+            if first is None:  # close()
+                return
+            batch = [first]
+            while len(batch) < self.max_batch:
+                try:
+                    more = waiting.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    closing = True
+                    break
+                batch.append(more)
+            results = self._commit(batch)
+            if results and self.after_commit is not None:
+                with contextlib.suppress(Exception):  # a failed wake-up is repaired by the sweeper
+                    self.after_commit(results)
+
+    def _commit(self, batch: list[_Waiter]) -> list[IngestResult]:
+        """Commit a batch, then hand each waiting request its result (or the store's error)."""
+        outcomes: list[IngestResult] | list[Exception]
+        try:
+            outcomes = results = ingest_batch(self.engine, [item for item, _ in batch])
+        except Exception as exc:  # the store is down: every waiting request gets the error
+            outcomes, results = [exc] * len(batch), []
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[IngestResult], Any]]] = {}
+        for (_, fut), outcome in zip(batch, outcomes, strict=True):
+            by_loop.setdefault(fut.get_loop(), []).append((fut, outcome))
+        for loop, settled in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits any more
+                loop.call_soon_threadsafe(_settle, settled)
         return results
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
-            self._queue = None
+        """Stop the writer once what is queued is committed."""
+        with self._lock:
+            waiting, thread = self._queue, self._thread
+            self._queue = self._thread = None
+        if waiting is not None and thread is not None:
+            waiting.put(None)
+            await asyncio.to_thread(thread.join, 30)
+
+
+def _settle(outcomes: list[tuple[asyncio.Future[IngestResult], Any]]) -> None:
+    for fut, outcome in outcomes:
+        if fut.done():  # the request was cancelled (client gone): its rows are committed anyway
+            continue
+        if isinstance(outcome, BaseException):
+            fut.set_exception(outcome)
+        else:
+            fut.set_result(outcome)
 
 
 def build_item(
@@ -368,8 +418,6 @@ def build_item(
 def _tracking_table(
     numbers: Mapping[str, TrackingUtm] | None, region: str
 ) -> dict[str, TrackingUtm]:
-    from hub.normalize.phones import normalize_phone
-
     out = {}
     for number, utm in (numbers or {}).items():
         out[normalize_phone(number, region) or number] = utm

@@ -181,7 +181,7 @@ def _call(info: CallInfo | None, region: str, fields: dict[str, Any]) -> Call | 
     duration = max(0, info.duration_s or 0)
     answered = info.answered if info.answered is not None else duration > 0
     return Call(
-        direction=info.direction,
+        direction=info.direction or "inbound",
         from_=_call_number(info.from_number, region, fields, "call_from_raw"),
         to=_call_number(info.to_number, region, fields, "call_to_raw"),
         started_at=info.started_at,

@@ -8,6 +8,8 @@ we never hand-roll them; we only add the one Russian habit it cannot know.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumber, PhoneNumberFormat
 
@@ -15,6 +17,7 @@ from phonenumbers import NumberParseException, PhoneNumber, PhoneNumberFormat
 _MAX_INPUT = 250
 
 
+@lru_cache(maxsize=8192)  # pure and ~20 µs a call: tracking numbers, retries, repeat visitors
 def normalize_phone(raw: str, default_region: str) -> str | None:
     """Return the number in E.164 (``+79161234567``), or None when it is not a valid number.
 
