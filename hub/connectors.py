@@ -170,7 +170,10 @@ def _multipart_items(content_type: str, body: bytes) -> list[tuple[str, str]]:
         payload = part.get_payload(decode=True)
         raw = payload if isinstance(payload, bytes) else b""
         charset = part.get_content_charset() or "utf-8"
-        items.append((name, raw.decode(charset, errors="replace")))
+        try:
+            items.append((name, raw.decode(charset, errors="replace")))
+        except LookupError:  # a charset Python does not know: read it as UTF-8
+            items.append((name, raw.decode("utf-8", errors="replace")))
     return items
 
 
@@ -188,7 +191,7 @@ class CallInfo:
     """
 
     call_id: str
-    direction: Literal["inbound", "outbound"] = "inbound"
+    direction: Literal["inbound", "outbound"] | None = None  # None: this event does not say
     from_number: str | None = None
     to_number: str | None = None
     started_at: datetime | None = None
@@ -288,9 +291,17 @@ class Source(Connector[ConfigT]):
         return lead
 
     def respond_quarantined(self, request: InboundRequest, reason: str) -> HookResponse:
-        """The answer to an authentic request that went to quarantine, for providers that
-        retry non-2xx answers (``retries_non_2xx``): a 2xx they accept as final."""
-        return HookResponse(200, {"status": "quarantined", "reason": reason})
+        """The answer to an authentic request that went to quarantine (it is stored either way).
+
+        The default is the contract's: ``422`` with the reason, or ``200`` for providers that
+        retry non-2xx answers for hours (``retries_non_2xx``). Override it for a provider
+        that has its own "do not retry" answer (Mailgun's 406, VK's literal ``ok``).
+        """
+        if self.retries_non_2xx:
+            return HookResponse(200, {"status": "quarantined", "reason": reason})
+        return HookResponse(
+            422, {"error": {"code": "unprocessable", "message": reason, "field": None}}
+        )
 
     def respond(self, request: InboundRequest, accepted: Accepted) -> HookResponse:
         """The success answer; the default is the contract's ``{"id", "status": "accepted"}``."""
@@ -381,6 +392,10 @@ class DeliveryItem:
     lead: Lead
     uncertain: bool = False  # a previous attempt may have reached the destination
     duplicate_of_external_id: str | None = None  # the original's id there, for a note
+    #: this attempt's id, shared by the batch: a destination that can, marks its records with
+    #: it, so one look-up finds everything an interrupted batch created
+    attempt_id: str = ""
+    previous_attempt_id: str | None = None  # the attempt that may have landed (uncertain)
 
 
 @dataclass
@@ -423,4 +438,13 @@ class Destination(Connector[ConfigT]):
 
     def lookup(self, item: DeliveryItem) -> str | None:
         """Find the lead at the destination by what we stored there; its external id, or None."""
+        return None
+
+    def lookup_many(self, items: list[DeliveryItem]) -> dict[str, str] | None:
+        """Look up many uncertain items at once (external id by delivery id, found ones only).
+
+        Return None when the destination has no cheaper way than ``lookup`` per item (the
+        default); the engine then calls ``lookup`` for each. One uncertain batch of 50 would
+        otherwise cost 50 requests of a rate-limited API.
+        """
         return None

@@ -21,6 +21,7 @@ from rq.serializers import JSONSerializer
 from rq.worker_pool import WorkerPool
 
 from hub.config import HubConfig
+from hub.engine.poll import POLL_QUEUE, PollSchedule, polling_source_names
 from hub.engine.sweeper import sweep
 from hub.queue import PROCESS_QUEUE, connect, destination_queue
 from hub.runtime import Runtime, current
@@ -29,8 +30,9 @@ log = logging.getLogger("leadhub.worker")
 
 
 def queue_names(config: HubConfig) -> list[str]:
-    """Routing first, then each destination's own queue, taken in turn."""
-    return [PROCESS_QUEUE, *(destination_queue(d) for d in sorted(config.destinations))]
+    """Routing first, then each destination's own queue, taken in turn; polls last."""
+    polls = [POLL_QUEUE] if polling_source_names(config) else []
+    return [PROCESS_QUEUE, *(destination_queue(d) for d in sorted(config.destinations)), *polls]
 
 
 class HubWorker(SimpleWorker):
@@ -64,13 +66,15 @@ def run_worker(redis_url: str, config: HubConfig, processes: int = 1, burst: boo
 
 
 class Scheduler:
-    """The sweep loop (and, later, cron jobs) in a thread or a process of its own."""
+    """The sweep loop and the polls of polling sources (and, later, cron jobs) in a thread
+    or a process of its own."""
 
     def __init__(self, rt: Runtime, interval_s: float = 1.0) -> None:
         self.rt = rt
         self.interval_s = interval_s
         self.stopped = threading.Event()
         self.last_sweep = 0.0
+        self.polls = PollSchedule(rt)
 
     def run(self) -> None:
         while not self.stopped.is_set():
@@ -79,6 +83,10 @@ class Scheduler:
                 self.last_sweep = time.time()
             except Exception:  # the store may be restarting; the next sweep tries again
                 log.exception("sweep failed")
+            try:
+                self.polls.tick()
+            except Exception:  # Redis or the store may be restarting; the next tick tries again
+                log.exception("scheduling polls failed")
             self.stopped.wait(self.interval_s)
 
     def stop(self, *_: object) -> None:
