@@ -7,6 +7,7 @@ fails the test on any unexpected request before stopping it.
 """
 
 from hub.testing.fake_amocrm import FakeAmoCRM
+from hub.testing.fake_graph import FakeGraph
 from hub.testing.fakeserver import FakeServer, RecordedRequest, Response, serving
 
-__all__ = ["FakeAmoCRM", "FakeServer", "RecordedRequest", "Response", "serving"]
+__all__ = ["FakeAmoCRM", "FakeGraph", "FakeServer", "RecordedRequest", "Response", "serving"]

@@ -1,0 +1,54 @@
+"""``email_raw``: a whole e-mail message (RFC 5322) POSTed as the body.
+
+For any relay that can hand a message over HTTP as it is: a Postfix/Exim pipe to
+``curl --data-binary @- -H 'Content-Type: message/rfc822'``, a Cloudflare Email Worker,
+an SMTP-to-HTTP bridge. The body is the message byte for byte; it is parsed by
+``hub.normalize.mail`` (sender, Reply-To, subject, reply text, phones, UTM links).
+
+* Content type ``message/rfc822`` (also accepted: ``text/plain``,
+  ``application/octet-stream`` or none, when the body starts like a header block).
+* The Message-ID is the event id: a relay that retries never makes a second lead.
+* Auto-replies and bounces (``Auto-Submitted``, ``multipart/report``, mailer-daemon)
+  are stored and answered 200 without a lead.
+* With ``token`` set, the URL must carry ``?token=...`` or the header ``X-Leadhub-Token``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from hub import hookimpl
+from hub.connectors import Connector, InboundRequest, ParsedEvent, Source
+from hub.errors import ParseError
+from hub.normalize.mail import event_from_parts, parse_message
+from plugins.source_auth import TokenSourceConfig, check_token
+
+MESSAGE_TYPES = ("message/rfc822", "text/plain", "application/octet-stream", "")
+
+
+class EmailRawConfig(TokenSourceConfig):
+    """Settings of a ``[sources.NAME]`` table with ``plugin = "email_raw"``."""
+
+
+class EmailRawSource(Source[EmailRawConfig]):
+    """One raw e-mail message per request."""
+
+    Config = EmailRawConfig
+    description = "A raw e-mail message (message/rfc822) POSTed by a mail relay."
+
+    def verify(self, request: InboundRequest) -> None:
+        check_token(request, self.config.token)
+
+    def parse(self, request: InboundRequest) -> list[ParsedEvent]:
+        if request.content_type not in MESSAGE_TYPES:
+            raise ParseError(f"expected message/rfc822, got {request.content_type}")
+        parts = parse_message(request.body)
+        if not (parts.sender or parts.text or parts.html):
+            raise ParseError("not an e-mail message: no From and no text")
+        return [event_from_parts(parts, default_region=self.context.default_region)]
+
+
+@hookimpl
+def leadhub_register_connectors(register: Callable[[type[Connector[Any]]], None]) -> None:
+    register(EmailRawSource)
