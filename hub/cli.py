@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -155,7 +156,11 @@ def api(config: ConfigOpt = None, host: HostOpt = "127.0.0.1", port: PortOpt = 8
 
     _export_config(config)
     rt = _runtime(config)
-    uvicorn.run(create_app(rt), host=host, port=port, **uvicorn_options())
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # see `serve`
+    try:
+        uvicorn.run(create_app(rt), host=host, port=port, **uvicorn_options())
+    finally:
+        rt.close()
 
 
 @app.command()
@@ -224,6 +229,9 @@ def serve(
 
     console.print(f"LeadHub {__version__} on http://{host}:{port}  (data: {rt.data_dir})")
     try:
+        # uvicorn re-raises SIGTERM after its graceful shutdown; make that an exit that runs
+        # the cleanup below (stop the worker, the scheduler, the embedded Redis)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         uvicorn.run(create_app(rt, background_ok), host=host, port=port, **uvicorn_options())
     finally:
         sched.stop()
