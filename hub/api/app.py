@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -62,6 +63,15 @@ def create_app(rt: Runtime, background_ok: Callable[[], str | None] | None = Non
         description="Webhooks in, normalized leads out. Admin API: bearer token ([hub] admin_token).",
     )
     app.state.hub = state
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = FastAPI.openapi(app)
+            webhooks.describe_hooks(schema, sorted(rt.config.sources))
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     errors.install(app)
     app.include_router(webhooks.router)
     app.include_router(admin.router)

@@ -209,3 +209,35 @@ async def _handle(source_name: str, path: str, request: Request, state: Any) -> 
     _counted(source_name, "retry" if result.retry and not result.lead_ids else
              ("lead" if result.lead_ids else "non_lead"))
     return to_response(src.respond(inbound, Accepted(result.lead_ids, duplicate_event=result.retry)))
+
+
+#: What a provider may send; the schema is free-form because each source defines its own.
+_FORM = {"schema": {"type": "object", "additionalProperties": {"type": "string"}}}
+_BODIES = {
+    "application/x-www-form-urlencoded": _FORM,
+    "multipart/form-data": _FORM,
+    "application/json": {"schema": {}},
+    "text/plain": {"schema": {"type": "string"}},
+}
+_ANSWERS = {
+    "200": {"description": "Stored: a lead (`{\"id\", \"status\": \"accepted\"}`), a non-lead event, or "
+            "the provider's own expected answer (`ok`, a challenge, TwiML)"},
+    "401": {"description": "Authentication failed (403 for a wrong Meta verify token)"},
+    "404": {"description": "No enabled source of that name"},
+    "413": {"description": "Body over `max_body_bytes`"},
+    "422": {"description": "Authentic but not a lead: kept in quarantine (some providers get 200)"},
+}
+
+
+def describe_hooks(schema: dict[str, Any], sources: list[str]) -> None:
+    """Make the OpenAPI of ``/hooks/*`` say what they take: the configured source names and
+    the body types providers send (so API fuzzers such as schemathesis exercise them)."""
+    for path in ("/hooks/{source}", "/hooks/{source}/{path}"):
+        op = schema.get("paths", {}).get(path, {}).get("post")
+        if op is None:
+            continue
+        for param in op.get("parameters", []):
+            if param.get("name") == "source" and sources:
+                param["schema"] = {"type": "string", "enum": sources}
+        op["requestBody"] = {"required": False, "content": _BODIES}
+        op["responses"] = _ANSWERS

@@ -1,0 +1,92 @@
+"""Quarantine and reprocessing: a request a plugin could not parse is kept with its reason,
+listed by the admin API, and becomes a lead when reprocessed after the plugin is fixed."""
+
+from __future__ import annotations
+
+import sys
+import types
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from hub import hookimpl
+from hub.api.app import create_app
+from hub.connectors import Connector, InboundRequest, LeadDraft, ParsedEvent, Source, SourceConfig
+from hub.errors import ParseError
+from hub.runtime import build_runtime
+from hub.testing.cluster import AppServer
+from tests.conftest import ConfigWriter
+
+ADMIN = {"Authorization": "Bearer adm"}
+
+
+class Quirky(Source[SourceConfig]):
+    """Reads ``phone=...`` bodies; before its "fix" it rejects a field it did not know."""
+
+    fixed = False
+
+    def parse(self, request: InboundRequest) -> list[ParsedEvent]:
+        items = dict(request.form_items())
+        if "tel" in items and not Quirky.fixed:
+            raise ParseError("unknown field 'tel'")
+        phone = items.get("phone") or items.get("tel")
+        return [ParsedEvent(None, LeadDraft(channel="form", phones=[phone] if phone else []))]
+
+
+plugin = types.ModuleType("leadhub_test_quirky")
+
+
+@hookimpl
+def leadhub_register_connectors(register: Callable[[type[Connector[Any]]], None]) -> None:
+    register(Quirky)
+
+
+plugin.leadhub_register_connectors = leadhub_register_connectors  # type: ignore[attr-defined]
+sys.modules[plugin.__name__] = plugin
+
+
+@pytest.fixture
+def client(write_config: ConfigWriter, tmp_path: Path, redis_url: str,
+           monkeypatch: pytest.MonkeyPatch) -> Iterator[httpx.Client]:
+    monkeypatch.setenv("LEADHUB_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("LEADHUB_REDIS_URL", redis_url)
+    monkeypatch.delenv("LEADHUB_ADMIN_TOKEN", raising=False)
+    Quirky.fixed = False
+    rt = build_runtime(write_config("""
+        [hub]
+        admin_token = "adm"
+        [sources.q]
+        plugin = "quirky"
+    """), extra_plugins=[("quirky", plugin)])
+    with AppServer(create_app(rt)) as srv, httpx.Client(base_url=srv.base_url, timeout=10) as c:
+        yield c
+    rt.close()
+
+
+def test_reprocess_after_a_plugin_fix_turns_quarantine_into_a_lead(client: httpx.Client) -> None:
+    r = client.post("/hooks/q", data={"tel": "8 916 123-45-67"})
+    assert r.status_code == 422 and r.json()["error"]["message"] == "unknown field 'tel'"
+    [item] = client.get("/api/quarantine", headers=ADMIN).json()["items"]
+    assert item["reason"] == "unknown field 'tel'" and item["state"] == "open"
+    assert "tel=8+916" in item["request"]["body"]
+
+    # before the fix, reprocessing keeps it in quarantine with the reason
+    again = client.post(f"/api/quarantine/{item['id']}/reprocess", headers=ADMIN).json()
+    assert again["state"] == "open" and again["lead_ids"] == []
+
+    Quirky.fixed = True
+    done = client.post(f"/api/quarantine/{item['id']}/reprocess", headers=ADMIN).json()
+    assert done["state"] == "reprocessed" and len(done["lead_ids"]) == 1
+    lead = client.get(f"/api/leads/{done['lead_ids'][0]}", headers=ADMIN).json()
+    assert lead["contact"]["phones"] == ["+79161234567"]
+    assert client.get("/api/quarantine", headers=ADMIN).json()["items"] == []
+    ledger = client.get("/api/ledger", headers=ADMIN).json()
+    assert ledger["totals"]["events"] == 1 and ledger["totals"]["leads"] == 1
+    assert ledger["totals"]["quarantined"] == 0 and ledger["balanced"]
+    # reprocessing twice changes nothing
+    twice = client.post(f"/api/quarantine/{item['id']}/reprocess", headers=ADMIN).json()
+    assert twice["state"] == "reprocessed" and twice["lead_ids"] == done["lead_ids"]
+    assert client.post("/api/quarantine/nope/reprocess", headers=ADMIN).status_code == 404
