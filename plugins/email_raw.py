@@ -22,7 +22,7 @@ from hub import hookimpl
 from hub.connectors import Connector, InboundRequest, ParsedEvent, Source
 from hub.errors import ParseError
 from hub.normalize.mail import event_from_parts, parse_message
-from plugins.source_auth import TokenSourceConfig, check_token
+from hub.source_auth import TokenSourceConfig, check_token
 
 MESSAGE_TYPES = ("message/rfc822", "text/plain", "application/octet-stream", "")
 

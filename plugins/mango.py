@@ -41,6 +41,7 @@ from pydantic import Field, SecretStr, field_validator
 from hub import hookimpl
 from hub.connectors import CallInfo, CallSourceConfig, Connector, InboundRequest, ParsedEvent, Source
 from hub.errors import AuthError, ParseError
+from hub.source_auth import same_secret as same
 from plugins.telephony import (
     as_int,
     call_event,
@@ -48,7 +49,6 @@ from plugins.telephony import (
     not_a_lead,
     not_empty,
     obj,
-    same,
     text,
     unix_time,
 )

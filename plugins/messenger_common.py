@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
+from hub.source_auth import same_secret as same
 
-def same(given: str, expected: str) -> bool:
-    """Constant-time comparison that also takes non-ASCII strings."""
-    return hmac.compare_digest(
-        given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
-    )
+__all__ = ["same", "text"]
 
 
 def text(value: Any) -> str | None:

@@ -27,7 +27,7 @@ from hub import hookimpl
 from hub.connectors import Connector, HookResponse, InboundRequest, ParsedEvent, Source
 from hub.errors import ParseError
 from hub.normalize.mail import MailParts, event_from_parts, parse_message
-from plugins.source_auth import TokenSourceConfig, check_token
+from hub.source_auth import TokenSourceConfig, check_token
 
 
 class PostmarkConfig(TokenSourceConfig):

@@ -24,6 +24,7 @@ from hub import hookimpl
 from hub.connectors import CallInfo, Connector, InboundRequest, ParsedEvent, Source
 from hub.errors import ParseError
 from hub.normalize import draft_from_fields
+from hub.source_auth import check_token
 from plugins.telephony import (
     TrackingConfig,
     as_int,
@@ -32,7 +33,6 @@ from plugins.telephony import (
     local_time,
     not_a_lead,
     payload,
-    require_token,
     rest_fields,
     text,
     utm_tags,
@@ -54,7 +54,7 @@ class RoistatSource(Source[RoistatConfig]):
     description = "Roistat call-tracking webhooks (start and end of a call), Roistat's attribution."
 
     def verify(self, request: InboundRequest) -> None:
-        require_token(request, self.config.token)
+        check_token(request, self.config.token)
 
     def parse(self, request: InboundRequest) -> list[ParsedEvent]:
         data = payload(request)

@@ -31,7 +31,7 @@ from hub import hookimpl
 from hub.connectors import Connector, InboundRequest, ParsedEvent, Source
 from hub.errors import ParseError
 from hub.normalize.mail import MailParts, clean_message_id, event_from_parts, parse_message
-from plugins.source_auth import TokenSourceConfig, check_token
+from hub.source_auth import TokenSourceConfig, check_token
 
 TEXT_FIELDS = ("headers", "from", "to", "cc", "subject", "text", "html", "charsets")
 

@@ -11,7 +11,6 @@ never raises on a value a provider typed differently than its documentation.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime, tzinfo
@@ -21,19 +20,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, field_validator
 
 from hub.connectors import CallInfo, InboundRequest, LeadDraft, ParsedEvent, SourceConfig
-from hub.errors import AuthError, ParseError
+from hub.errors import ParseError
+from hub.source_auth import TOKEN_PARAM
 
-TOKEN_PARAM = "token"
-TOKEN_HEADER = "x-leadhub-token"
 _LOCAL_FORMATS = ("%Y-%m-%d %H:%M:%S", "%d.%m.%Y %H:%M:%S", "%d/%m/%Y %H:%M:%S", "%Y-%m-%d %H:%M",
                   "%d.%m.%Y %H:%M")
-
-
-def same(given: str, expected: str) -> bool:
-    """Constant-time comparison that also takes non-ASCII input."""
-    return hmac.compare_digest(
-        given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
-    )
 
 
 def not_empty(value: SecretStr) -> SecretStr:
@@ -49,16 +40,6 @@ def valid_timezone(value: str) -> str:
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise ValueError(f"unknown time zone {value!r} (use an IANA name like Europe/Moscow)") from exc
     return value
-
-
-def require_token(request: InboundRequest, token: SecretStr, body_token: str | None = None) -> None:
-    """The token from ``?token=``, header ``X-Leadhub-Token`` or the body; else ``AuthError``."""
-    expected = token.get_secret_value()
-    for given in (request.headers.get(TOKEN_HEADER), request.query_dict().get(TOKEN_PARAM),
-                  body_token):
-        if given and same(given, expected):
-            return
-    raise AuthError("missing or wrong token")
 
 
 def text(value: Any) -> str | None:

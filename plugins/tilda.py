@@ -35,7 +35,7 @@ from hub.connectors import (
 )
 from hub.errors import ParseError
 from hub.normalize.fields import draft_from_fields, field_key
-from plugins.source_auth import TokenSourceConfig, check_token
+from hub.source_auth import TokenSourceConfig, check_token
 
 #: Tilda's default variable names that the shared alias table does not know.
 TILDA_FIELD_MAP = {"Textarea": "message", "Comment": "message"}

@@ -36,6 +36,7 @@ from hub import hookimpl
 from hub.connectors import CallInfo, Connector, InboundRequest, ParsedEvent, Source
 from hub.errors import ParseError
 from hub.normalize import draft_from_fields
+from hub.source_auth import check_token
 from plugins.telephony import (
     TOKEN_PARAM,
     TrackingConfig,
@@ -47,7 +48,6 @@ from plugins.telephony import (
     local_time,
     not_a_lead,
     payload,
-    require_token,
     rest_fields,
     text,
     utm_tags,
@@ -78,7 +78,7 @@ class UisSource(Source[UisConfig]):
             body_token = text(payload(request, skip=()).get(TOKEN_PARAM))
         except ParseError:
             body_token = None
-        require_token(request, self.config.token, body_token)
+        check_token(request, self.config.token, body_token=body_token)
 
     def parse(self, request: InboundRequest) -> list[ParsedEvent]:
         data = {k: v for k, v in payload(request).items() if not _unfilled(v)}

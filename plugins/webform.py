@@ -24,7 +24,6 @@ case-insensitive) after the admin's ``field_map``. Query parameters of the hook 
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -41,8 +40,9 @@ from hub.connectors import (
     Source,
     SourceConfig,
 )
-from hub.errors import AuthError, ParseError
+from hub.errors import ParseError
 from hub.normalize.fields import CANONICAL_FIELDS, draft_from_fields, field_key
+from hub.source_auth import check_token
 from hub.standard_webhooks import HEADER_ID
 from hub.standard_webhooks import verify as verify_signature
 
@@ -105,11 +105,7 @@ class WebformSource(Source[WebformConfig]):
 
     def verify(self, request: InboundRequest) -> None:
         """Token and signature are each required when configured; neither set is an open form."""
-        token = self.config.token
-        if token is not None:
-            given = request.headers.get(TOKEN_HEADER) or request.query_dict().get(TOKEN_PARAM)
-            if not given or not _same(given, token.get_secret_value()):
-                raise AuthError("missing or wrong token")
+        check_token(request, self.config.token)
         secret = self.config.signing_secret
         if secret is not None:
             verify_signature(secret.get_secret_value(), request.headers, request.body)
@@ -249,8 +245,4 @@ def _quality(accept: str, types: tuple[str, ...]) -> float | None:
     return best
 
 
-def _same(given: str, expected: str) -> bool:
-    """Constant-time comparison that also takes non-ASCII tokens."""
-    return hmac.compare_digest(
-        given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
-    )
+

@@ -41,6 +41,7 @@ from hub.connectors import (
     Source,
 )
 from hub.errors import AuthError, ParseError
+from hub.source_auth import same_secret as same
 from plugins.telephony import (
     as_int,
     call_event,
@@ -48,7 +49,6 @@ from plugins.telephony import (
     local_time,
     not_a_lead,
     not_empty,
-    same,
     text,
     valid_timezone,
 )

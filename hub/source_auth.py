@@ -1,4 +1,5 @@
-"""Shared pieces of the token-guarded sources (``tilda`` and the e-mail sources).
+"""Token authentication of sources, as the contract defines it for providers that do not
+sign their webhooks (``webform``, ``tilda``, the e-mail relays, call-tracking services).
 
 Providers without a signature of their own (Tilda's webhook, SendGrid Inbound Parse,
 Postmark, a raw-message relay) are locked with a secret the admin puts into the URL
@@ -60,12 +61,17 @@ def basic_password(request: InboundRequest) -> str | None:
     return decoded.partition(":")[2]
 
 
-def check_token(request: InboundRequest, token: SecretStr | None, *, basic: bool = False) -> None:
-    """Raise ``AuthError`` unless the request carries ``token`` (nothing to check when None)."""
+def check_token(
+    request: InboundRequest, token: SecretStr | None, *, basic: bool = False,
+    body_token: str | None = None,
+) -> None:
+    """Raise ``AuthError`` unless the request carries ``token`` (nothing to check when None):
+    as ``?token=``, header ``X-Leadhub-Token``, the password of Basic auth (``basic``), or a
+    value the provider can only put in its body (``body_token``)."""
     if token is None:
         return
     expected = token.get_secret_value()
-    candidates = [request.headers.get(TOKEN_HEADER), request.query_dict().get(TOKEN_PARAM)]
+    candidates = [request.headers.get(TOKEN_HEADER), request.query_dict().get(TOKEN_PARAM), body_token]
     if basic:
         candidates.append(basic_password(request))
     if not any(given and same_secret(given, expected) for given in candidates):
