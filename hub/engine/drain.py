@@ -19,9 +19,7 @@ whole-batch failures in a row (counted across drains, in Redis) open the circuit
 from __future__ import annotations
 
 import logging
-import random
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +28,13 @@ import redis
 from sqlalchemy import Connection, bindparam, select, update
 
 from hub.connectors import DeliveryItem, DeliveryOutcome, Destination
+from hub.engine.drain_control import (
+    DrainSlot,
+    failures_in_row,
+    note_failure,
+    note_success,
+    open_breaker,
+)
 from hub.engine.ingest import new_id
 from hub.engine.limiter import RateLimiter
 from hub.engine.retry import decide
@@ -42,9 +47,7 @@ from hub.store import tables as t
 log = logging.getLogger("leadhub.drain")
 BUDGET_S = 20.0  # a drain job yields after this, so one destination never holds a worker
 BREAKER_AFTER = 3  # consecutive whole-batch failures that open the circuit
-BREAKER_COOLDOWN_S = 15.0
 MAX_DRAINS = 3  # drains of one healthy destination at once (they share its rate limit)
-HEALTH_TTL_S = 600  # how long a destination's record of failures in a row is kept
 DEFER_S = 5.0  # items not tried because the destination just failed go again after this
 
 
@@ -427,93 +430,3 @@ def _original_pending(rt: Runtime, original: str, destination: str) -> bool:
             )
         ).scalar()
     return status in ("pending", "failed")
-
-
-def breaker_key(destination: str) -> str:
-    return f"leadhub:breaker:{destination}"
-
-
-def open_breaker(rt: Runtime, destination: str) -> None:
-    """Stop waking this destination for a while; its items keep their own backoff."""
-    cooldown = BREAKER_COOLDOWN_S * random.uniform(0.8, 1.2)
-    rt.redis.set(breaker_key(destination), b"open", px=int(cooldown * 1000))
-
-
-def breaker_open(rt: Runtime, destination: str) -> bool:
-    return bool(rt.redis.exists(breaker_key(destination)))
-
-
-def failures_key(destination: str) -> str:
-    return f"leadhub:failures:{destination}"
-
-
-def failures_in_row(rt: Runtime, destination: str) -> int | None:
-    """Whole-batch failures since the destination's last success; None when unknown (no
-    batch for ``HEALTH_TTL_S``)."""
-    value = rt.redis.get(failures_key(destination))
-    return None if value is None else int(value)
-
-
-def note_success(rt: Runtime, destination: str) -> None:
-    rt.redis.set(failures_key(destination), b"0", ex=HEALTH_TTL_S)
-
-
-def note_failure(rt: Runtime, destination: str) -> int:
-    pipe = rt.redis.pipeline()
-    pipe.incr(failures_key(destination))
-    pipe.expire(failures_key(destination), HEALTH_TTL_S)
-    count, _ = pipe.execute()
-    return int(count)
-
-
-# KEYS[1] = running drains (sorted set, score = expiry ms), KEYS[2] = "asked again" flag
-# ARGV[1] = token, ARGV[2] = ttl (ms), ARGV[3] = most drains at once
-_SLOT_ACQUIRE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
-  redis.call('SET', KEYS[2], '1', 'PX', tonumber(ARGV[2]))
-  return 0
-end
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
-return 1
-"""
-_SLOT_REFRESH = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[2]), ARGV[1])
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
-return redis.call('ZCARD', KEYS[1])
-"""
-_SLOT_RELEASE = """
-redis.call('ZREM', KEYS[1], ARGV[1])
-return redis.call('DEL', KEYS[2])
-"""
-
-
-class DrainSlot:
-    """One of the few drains of a destination allowed at once, held in Redis with a TTL
-    (a killed worker's slot expires; a live drain refreshes it every batch). A drain that
-    finds none free leaves a flag, so the running one looks again when it ends."""
-
-    def __init__(self, conn: redis.Redis[bytes], destination: str, ttl_s: float) -> None:
-        self.keys = [f"leadhub:drains:{destination}", f"leadhub:drains-again:{destination}"]
-        self.token = uuid.uuid4().hex
-        self.ttl_ms = int(ttl_s * 1000)
-        self._acquire = conn.register_script(_SLOT_ACQUIRE)
-        self._refresh = conn.register_script(_SLOT_REFRESH)
-        self._release = conn.register_script(_SLOT_RELEASE)
-
-    def acquire(self, most: int) -> bool:
-        return bool(self._acquire(keys=self.keys, args=[self.token, self.ttl_ms, most]))
-
-    def refresh(self) -> int:
-        """Keep the slot; the number of drains of this destination running now."""
-        return int(self._refresh(keys=self.keys, args=[self.token, self.ttl_ms]))
-
-    def release(self) -> bool:
-        """Give the slot back; True when a drain was refused while this one ran."""
-        return bool(self._release(keys=self.keys, args=[self.token]))

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 
-from hub.engine.drain import breaker_open, drain
+from hub.engine.drain import drain
+from hub.engine.drain_control import breaker_open
 from hub.engine.process import process_received
 from hub.queue import PROCESS_QUEUE, clear_wake, destination_queue, wake
 from hub.runtime import Runtime, current

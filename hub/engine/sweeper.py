@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import redis
 from sqlalchemy import func, select
 
-from hub.engine.drain import breaker_open
+from hub.engine.drain_control import breaker_open
 from hub.engine.jobs import wake_drain, wake_process
 from hub.runtime import Runtime
 from hub.store import tables as t
