@@ -112,11 +112,15 @@ def build_runtime(
     config: HubConfig | None = None,
     extra_plugins: list[tuple[str, object]] | None = None,
     start_redis: bool = True,
+    environ: dict[str, str] | None = None,
 ) -> Runtime:
-    """Validate the config, open the store (migrating it) and connect to Redis."""
+    """Validate the config, open the store (migrating it) and connect to Redis.
+
+    ``environ`` stands for ``os.environ`` when the config is read (``${VAR}``, ``LEADHUB_*``).
+    """
     pm = make_plugin_manager(extra_plugins or [])
     plugins = discover(pm)
-    cfg = config or load_config(config_path, plugins)
+    cfg = config or load_config(config_path, plugins, environ)
     cfg.hub.data_dir.mkdir(parents=True, exist_ok=True)
     db = make_engine(cfg.hub.sqlalchemy_url())
     migrate(db)

@@ -11,13 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import func, select
 
-from hub.api.app import create_app
-from hub.runtime import Runtime, build_runtime
+from hub.runtime import Runtime
 from hub.store import tables as t
-from hub.testing.cluster import AppServer
+from hub.testing.cluster import running_app
 from tests.conftest import ConfigWriter
 from tests.payload_loader import load_meta, payload_path
 
@@ -92,17 +90,11 @@ class CallHub:
 
 
 @contextmanager
-def call_hub(config: str, write_config: ConfigWriter, tmp_path: Path, redis_url: str,
-             monkeypatch: pytest.MonkeyPatch) -> Iterator[CallHub]:
-    monkeypatch.setenv("LEADHUB_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("LEADHUB_REDIS_URL", redis_url)
-    monkeypatch.delenv("LEADHUB_ADMIN_TOKEN", raising=False)
-    rt = build_runtime(write_config(HEAD + config))
-    try:
-        with AppServer(create_app(rt)) as srv, httpx.Client(base_url=srv.base_url, timeout=10) as c:
-            yield CallHub(rt, c)
-    finally:
-        rt.close()
+def call_hub(config: str, write_config: ConfigWriter, tmp_path: Path,
+             redis_url: str) -> Iterator[CallHub]:
+    with running_app(write_config(HEAD + config), data_dir=tmp_path / "data",
+                     redis_url=redis_url) as (rt, c):
+        yield CallHub(rt, c)
 
 
 def pause() -> None:

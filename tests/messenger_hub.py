@@ -12,11 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
-from hub.api.app import create_app
-from hub.runtime import Runtime, build_runtime
-from hub.testing.cluster import AppServer
+from hub.runtime import Runtime
+from hub.testing.cluster import running_app
 from tests.payload_loader import load_meta, payload_path
 
 ADMIN = {"Authorization": "Bearer adm"}
@@ -31,20 +29,13 @@ plugin = "file"
 
 
 @contextmanager
-def running_hub(config: str, tmp_path: Path, redis_url: str,
-                monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Runtime, httpx.Client]]:
+def running_hub(config: str, tmp_path: Path,
+                redis_url: str) -> Iterator[tuple[Runtime, httpx.Client]]:
     """``[sources.*]`` tables in ``config`` plus a file destination, served over HTTP."""
-    monkeypatch.setenv("LEADHUB_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("LEADHUB_REDIS_URL", redis_url)
-    monkeypatch.delenv("LEADHUB_ADMIN_TOKEN", raising=False)
     path = tmp_path / "plugins.toml"
     path.write_text(HUB + config, encoding="utf-8")
-    rt = build_runtime(path)
-    try:
-        with AppServer(create_app(rt)) as srv, httpx.Client(base_url=srv.base_url, timeout=10) as c:
-            yield rt, c
-    finally:
-        rt.close()
+    with running_app(path, data_dir=tmp_path / "data", redis_url=redis_url) as hub:
+        yield hub
 
 
 def send(client: httpx.Client, source: str, provider: str, name: str, *,

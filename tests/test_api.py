@@ -15,11 +15,10 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from hub.api.app import create_app
-from hub.runtime import Runtime, build_runtime
+from hub.runtime import Runtime
 from hub.standard_webhooks import sign
 from hub.store import tables as t
-from hub.testing.cluster import AppServer
+from hub.testing.cluster import running_app
 from tests.conftest import ConfigWriter
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
@@ -51,15 +50,9 @@ ADMIN = {"Authorization": "Bearer adm"}
 
 
 @pytest.fixture
-def hub(write_config: ConfigWriter, tmp_path: Path, redis_url: str,
-        monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Runtime, httpx.Client]]:
-    monkeypatch.setenv("LEADHUB_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("LEADHUB_REDIS_URL", redis_url)
-    monkeypatch.delenv("LEADHUB_ADMIN_TOKEN", raising=False)
-    rt = build_runtime(write_config(CONFIG))
-    with AppServer(create_app(rt)) as srv, httpx.Client(base_url=srv.base_url, timeout=10) as c:
-        yield rt, c
-    rt.close()
+def hub(write_config: ConfigWriter, tmp_path: Path, redis_url: str) -> Iterator[tuple[Runtime, httpx.Client]]:
+    with running_app(write_config(CONFIG), data_dir=tmp_path / "data", redis_url=redis_url) as hub:
+        yield hub
 
 
 def count(rt: Runtime, table: Any) -> int:

@@ -16,12 +16,11 @@ from typing import Any
 import httpx
 import pytest
 
-from hub.api.app import create_app
 from hub.connectors import ConnectorContext, InboundRequest, ParsedEvent, Source
 from hub.errors import AuthError, ParseError
 from hub.normalize import normalize_lead
-from hub.runtime import Runtime, build_runtime
-from hub.testing.cluster import AppServer
+from hub.runtime import Runtime
+from hub.testing.cluster import running_app
 from plugins.email_raw import EmailRawConfig, EmailRawSource
 from plugins.mailgun import MailgunConfig, MailgunSource, check_signature
 from plugins.postmark import PostmarkConfig, PostmarkSource
@@ -257,15 +256,9 @@ def test_token_sources_accept_query_header_and_postmark_basic_auth() -> None:
 
 
 @pytest.fixture
-def hub(write_config: ConfigWriter, tmp_path: Path, redis_url: str,
-        monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Runtime, httpx.Client]]:
-    monkeypatch.setenv("LEADHUB_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("LEADHUB_REDIS_URL", redis_url)
-    monkeypatch.delenv("LEADHUB_ADMIN_TOKEN", raising=False)
-    rt = build_runtime(write_config(CONFIG))
-    with AppServer(create_app(rt)) as srv, httpx.Client(base_url=srv.base_url, timeout=10) as c:
-        yield rt, c
-    rt.close()
+def hub(write_config: ConfigWriter, tmp_path: Path, redis_url: str) -> Iterator[tuple[Runtime, httpx.Client]]:
+    with running_app(write_config(CONFIG), data_dir=tmp_path / "data", redis_url=redis_url) as hub:
+        yield hub
 
 
 def post(c: httpx.Client, plugin: str, name: str, *, auth: bool = True, body: bytes | None = None,

@@ -141,8 +141,7 @@ def test_enrich_errors_map_to_retry_or_quarantine(graph: FakeGraph) -> None:
 
 
 @pytest.fixture
-def hub(graph: FakeGraph, tmp_path: Path, redis_url: str,
-        monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Runtime, httpx.Client]]:
+def hub(graph: FakeGraph, tmp_path: Path, redis_url: str) -> Iterator[tuple[Runtime, httpx.Client]]:
     config = f"""
 [sources.fb]
 plugin = "facebook_leadads"
@@ -151,7 +150,7 @@ app_secret = "{APP_SECRET}"
 access_token = "{TOKEN}"
 base_url = "{graph.base_url_versioned}"
 """
-    with running_hub(config, tmp_path, redis_url, monkeypatch) as running:
+    with running_hub(config, tmp_path, redis_url) as running:
         yield running
 
 

@@ -192,9 +192,8 @@ def test_loose_types_never_raise(event: dict[str, object]) -> None:
 
 
 @pytest.fixture
-def hub(write_config: ConfigWriter, tmp_path: Path, redis_url: str,
-        monkeypatch: pytest.MonkeyPatch) -> Iterator[CallHub]:
-    with call_hub(CONFIG, write_config, tmp_path, redis_url, monkeypatch) as h:
+def hub(write_config: ConfigWriter, tmp_path: Path, redis_url: str) -> Iterator[CallHub]:
+    with call_hub(CONFIG, write_config, tmp_path, redis_url) as h:
         yield h
 
 

@@ -13,11 +13,9 @@ import httpx
 import pytest
 
 from hub import hookimpl
-from hub.api.app import create_app
 from hub.connectors import Connector, InboundRequest, LeadDraft, ParsedEvent, Source, SourceConfig
 from hub.errors import ParseError
-from hub.runtime import build_runtime
-from hub.testing.cluster import AppServer
+from hub.testing.cluster import running_app
 from tests.conftest import ConfigWriter
 
 ADMIN = {"Authorization": "Bearer adm"}
@@ -49,21 +47,17 @@ sys.modules[plugin.__name__] = plugin
 
 
 @pytest.fixture
-def client(write_config: ConfigWriter, tmp_path: Path, redis_url: str,
-           monkeypatch: pytest.MonkeyPatch) -> Iterator[httpx.Client]:
-    monkeypatch.setenv("LEADHUB_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("LEADHUB_REDIS_URL", redis_url)
-    monkeypatch.delenv("LEADHUB_ADMIN_TOKEN", raising=False)
+def client(write_config: ConfigWriter, tmp_path: Path, redis_url: str) -> Iterator[httpx.Client]:
     Quirky.fixed = False
-    rt = build_runtime(write_config("""
+    config = write_config("""
         [hub]
         admin_token = "adm"
         [sources.q]
         plugin = "quirky"
-    """), extra_plugins=[("quirky", plugin)])
-    with AppServer(create_app(rt)) as srv, httpx.Client(base_url=srv.base_url, timeout=10) as c:
+    """)
+    with running_app(config, data_dir=tmp_path / "data", redis_url=redis_url,
+                     extra_plugins=[("quirky", plugin)]) as (_, c):
         yield c
-    rt.close()
 
 
 def test_reprocess_after_a_plugin_fix_turns_quarantine_into_a_lead(client: httpx.Client) -> None:

@@ -129,9 +129,8 @@ def test_garbage_is_a_parse_error(body: bytes) -> None:
 
 
 @pytest.fixture
-def hub(tmp_path: Path, redis_url: str,
-        monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Runtime, httpx.Client]]:
-    with running_hub(CONFIG, tmp_path, redis_url, monkeypatch) as running:
+def hub(tmp_path: Path, redis_url: str) -> Iterator[tuple[Runtime, httpx.Client]]:
+    with running_hub(CONFIG, tmp_path, redis_url) as running:
         yield running
 
 

@@ -10,12 +10,11 @@ from typing import Any
 import httpx
 import pytest
 
-from hub.api.app import create_app
 from hub.connectors import ConnectorContext, InboundRequest
 from hub.errors import AuthError, ParseError
 from hub.normalize import normalize_lead
-from hub.runtime import Runtime, build_runtime
-from hub.testing.cluster import AppServer
+from hub.runtime import Runtime
+from hub.testing.cluster import running_app
 from plugins.tilda import TildaConfig, TildaSource, leadhub_register_connectors
 from tests.conftest import ConfigWriter
 from tests.payload_loader import load_meta, load_request, payload_names, payload_path
@@ -125,15 +124,9 @@ def test_token_in_query_or_header() -> None:
 
 
 @pytest.fixture
-def hub(write_config: ConfigWriter, tmp_path: Path, redis_url: str,
-        monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Runtime, httpx.Client]]:
-    monkeypatch.setenv("LEADHUB_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("LEADHUB_REDIS_URL", redis_url)
-    monkeypatch.delenv("LEADHUB_ADMIN_TOKEN", raising=False)
-    rt = build_runtime(write_config(CONFIG))
-    with AppServer(create_app(rt)) as srv, httpx.Client(base_url=srv.base_url, timeout=10) as c:
-        yield rt, c
-    rt.close()
+def hub(write_config: ConfigWriter, tmp_path: Path, redis_url: str) -> Iterator[tuple[Runtime, httpx.Client]]:
+    with running_app(write_config(CONFIG), data_dir=tmp_path / "data", redis_url=redis_url) as hub:
+        yield hub
 
 
 def post(c: httpx.Client, name: str, *, source_name: str = "tilda_site",

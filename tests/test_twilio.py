@@ -186,9 +186,8 @@ def test_a_message_is_not_a_call() -> None:
 
 
 @pytest.fixture
-def hub(write_config: ConfigWriter, tmp_path: Path, redis_url: str,
-        monkeypatch: pytest.MonkeyPatch) -> Iterator[CallHub]:
-    with call_hub(CONFIG, write_config, tmp_path, redis_url, monkeypatch) as h:
+def hub(write_config: ConfigWriter, tmp_path: Path, redis_url: str) -> Iterator[CallHub]:
+    with call_hub(CONFIG, write_config, tmp_path, redis_url) as h:
         yield h
 
 

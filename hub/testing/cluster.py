@@ -13,13 +13,16 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import httpx
 
 from hub.queue import EmbeddedRedis
+
+if TYPE_CHECKING:
+    from hub.runtime import Runtime
 
 
 def free_port() -> int:
@@ -196,6 +199,32 @@ class HubCluster:
             cursor = page["next_cursor"]
             if not cursor:
                 return items
+
+
+@contextlib.contextmanager
+def running_app(
+    config: Path,
+    *,
+    data_dir: Path,
+    redis_url: str,
+    database_url: str = "",
+    extra_plugins: list[tuple[str, object]] | None = None,
+) -> Iterator[tuple[Runtime, httpx.Client]]:
+    """The hub's HTTP app for ``config`` on a loopback port, in this process (no worker):
+    the runtime, to look into the store, and a client for the app. Settings that name the
+    store and Redis come from the arguments, not from the caller's environment."""
+    from hub.api.app import create_app
+    from hub.runtime import build_runtime
+
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("LEADHUB_")}
+    environ.update(LEADHUB_DATA_DIR=str(data_dir), LEADHUB_REDIS_URL=redis_url,
+                   LEADHUB_DATABASE_URL=database_url)
+    rt = build_runtime(config, extra_plugins=extra_plugins, environ=environ)
+    try:
+        with AppServer(create_app(rt)) as srv, httpx.Client(base_url=srv.base_url, timeout=10) as c:
+            yield rt, c
+    finally:
+        rt.close()
 
 
 class AppServer:
