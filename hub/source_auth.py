@@ -35,11 +35,16 @@ class TokenSourceConfig(SourceConfig):
     @field_validator("token")
     @classmethod
     def _not_empty(cls, value: SecretStr | None) -> SecretStr | None:
-        # "${TOKEN}" with the variable unset expands to "": refuse to start rather than
-        # silently open a door the admin meant to lock.
-        if value is not None and not value.get_secret_value().strip():
-            raise ValueError("is empty (an unset ${VAR}?); remove the key for an open source")
-        return value
+        return None if value is None else not_empty(value, "remove the key for an open source")
+
+
+def not_empty(value: SecretStr, hint: str = "") -> SecretStr:
+    """Refuse an empty secret: ``"${TOKEN}"`` with the variable unset expands to ``""``, and
+    starting would silently open a door the admin meant to lock. Every source's secret
+    settings go through this one check."""
+    if not value.get_secret_value().strip():
+        raise ValueError("is empty (an unset ${VAR}?)" + (f"; {hint}" if hint else ""))
+    return value
 
 
 def same_secret(given: str, expected: str) -> bool:

@@ -41,13 +41,13 @@ from pydantic import Field, SecretStr, field_validator
 from hub import hookimpl
 from hub.connectors import CallInfo, CallSourceConfig, Connector, InboundRequest, ParsedEvent, Source
 from hub.errors import AuthError, ParseError
+from hub.source_auth import not_empty
 from hub.source_auth import same_secret as same
 from plugins.telephony import (
     as_int,
     call_event,
     form_items,
     not_a_lead,
-    not_empty,
     obj,
     text,
     unix_time,

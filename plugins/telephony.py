@@ -21,17 +21,10 @@ from pydantic import Field, SecretStr, field_validator
 
 from hub.connectors import CallInfo, InboundRequest, LeadDraft, ParsedEvent, SourceConfig
 from hub.errors import ParseError
-from hub.source_auth import TOKEN_PARAM
+from hub.source_auth import TOKEN_PARAM, not_empty
 
 _LOCAL_FORMATS = ("%Y-%m-%d %H:%M:%S", "%d.%m.%Y %H:%M:%S", "%d/%m/%Y %H:%M:%S", "%Y-%m-%d %H:%M",
                   "%d.%m.%Y %H:%M")
-
-
-def not_empty(value: SecretStr) -> SecretStr:
-    """Refuse ``""`` (an unset ``${VAR}``): an empty secret would open the door to anyone."""
-    if not value.get_secret_value().strip():
-        raise ValueError("is empty (an unset ${VAR}?)")
-    return value
 
 
 def valid_timezone(value: str) -> str:

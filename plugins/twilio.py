@@ -50,8 +50,9 @@ from hub.connectors import (
     Source,
 )
 from hub.errors import AuthError, ParseError
+from hub.source_auth import not_empty
 from hub.source_auth import same_secret as same
-from plugins.telephony import as_int, call_event, form_items, not_a_lead, not_empty, text
+from plugins.telephony import as_int, call_event, form_items, not_a_lead, text
 
 SIGNATURE_HEADER = "x-twilio-signature"
 IDEMPOTENCY_HEADER = "i-twilio-idempotency-token"

@@ -42,7 +42,7 @@ from hub.connectors import (
 )
 from hub.errors import ParseError
 from hub.normalize.fields import CANONICAL_FIELDS, draft_from_fields, field_key
-from hub.source_auth import check_token
+from hub.source_auth import check_token, not_empty
 from hub.standard_webhooks import HEADER_ID
 from hub.standard_webhooks import verify as verify_signature
 
@@ -79,11 +79,7 @@ class WebformConfig(SourceConfig):
     @field_validator("token", "signing_secret")
     @classmethod
     def _not_empty(cls, value: SecretStr | None) -> SecretStr | None:
-        # "${SITE_FORM_TOKEN}" with the variable unset expands to "": refuse to start rather
-        # than silently open a door the admin meant to lock.
-        if value is not None and not value.get_secret_value().strip():
-            raise ValueError("is empty (an unset ${VAR}?); remove the key for an open form")
-        return value
+        return None if value is None else not_empty(value, "remove the key for an open form")
 
     @field_validator("field_map")
     @classmethod

@@ -41,6 +41,7 @@ from hub.connectors import (
     Source,
 )
 from hub.errors import AuthError, ParseError
+from hub.source_auth import not_empty
 from hub.source_auth import same_secret as same
 from plugins.telephony import (
     as_int,
@@ -48,7 +49,6 @@ from plugins.telephony import (
     form_items,
     local_time,
     not_a_lead,
-    not_empty,
     text,
     valid_timezone,
 )
