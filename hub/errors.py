@@ -56,3 +56,14 @@ class RateLimited(RetryableError):
 
 class PermanentError(DeliveryError):
     """Will not succeed by retrying (validation error, bad credentials); goes to ``dead``."""
+
+
+class DestinationPaused(RetryableError):
+    """The destination refuses every request for a while, whatever the request (amoCRM's
+    403 "account blocked for exceeding the request rate"). The engine stops sending to it
+    for ``pause_s`` seconds (the circuit breaker, shared by all workers) instead of
+    retrying at the normal pace, which would only prolong the block."""
+
+    def __init__(self, message: str, pause_s: float = 300.0) -> None:
+        super().__init__(message, uncertain=False)
+        self.pause_s = pause_s
