@@ -376,9 +376,14 @@ class PollingSource(Source[ConfigT]):
 
 @dataclass(frozen=True)
 class Limits:
-    """A destination's documented limits; the engine enforces them across all workers."""
+    """A destination's documented limits; the engine enforces them across all workers.
 
-    requests_per_second: float = 10.0
+    ``requests_per_second=None`` means the destination has no fixed rate (a receiver
+    that says when it is overloaded, with 429 or 5xx, instead of documenting a limit):
+    no rate slot is taken for it, and an admin's ``rate_limit_per_s`` becomes its rate.
+    """
+
+    requests_per_second: float | None = 10.0
     batch_size: int = 1  # leads per request where the API has a batch endpoint
     burst: int = 1  # requests that may go at once before the rate applies
 
@@ -422,7 +427,8 @@ class Destination(Connector[ConfigT]):
         """The plugin's limits, lowered by ``rate_limit_per_s`` when the admin set it."""
         cfg = self.config
         lowered = getattr(cfg, "rate_limit_per_s", None)
-        if lowered is None or lowered >= self.limits.requests_per_second:
+        rate = self.limits.requests_per_second
+        if lowered is None or (rate is not None and lowered >= rate):
             return self.limits
         return Limits(lowered, self.limits.batch_size, self.limits.burst)
 

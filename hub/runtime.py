@@ -76,6 +76,11 @@ class Runtime:
 
             def throttle() -> None:
                 limits = made[0].effective_limits()
+                if limits.requests_per_second is None:
+                    # no fixed rate: wait out only a hold the engine placed after a 429
+                    # (``penalize``); an infinite rate books nothing and never waits else
+                    limiter.acquire(name, float("inf"), 1)
+                    return
                 limiter.acquire(name, limits.requests_per_second, limits.burst)
 
             made.append(cls(spec.config, replace(self.context(name), throttle=throttle)))
