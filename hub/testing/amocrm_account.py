@@ -33,6 +33,15 @@ TRACKING_CODES = (
 PHONE_ENUMS = ("WORK", "WORKDD", "MOB", "FAX", "HOME", "OTHER")
 EMAIL_ENUMS = ("WORK", "PRIV", "OTHER")
 NOTE_TYPES = ("common", "call_in", "call_out", "service_message", "extended_service_message")
+#: Field types ``POST /api/v4/{entity}/custom_fields`` accepts (Kommo "Custom fields and
+#: field groups", https://developers.kommo.com/reference/custom-fields, "Available field
+#: types"); ``tracking_data`` fields exist in every account but are not created by clients
+#: (not confirmed: the docs do not say which types a client may create).
+CREATABLE_FIELD_TYPES = (
+    "text", "numeric", "checkbox", "select", "multiselect", "date", "url", "textarea",
+    "radiobutton", "streetaddress", "smart_address", "birthday", "legal_entity", "date_time",
+    "price", "category", "file", "chained_list", "linked_entity", "monetary", "multitext",
+)
 
 Problem = dict[str, Any]  # one {"code", "path", "detail"} of a validation error
 
@@ -44,6 +53,20 @@ class CustomField:
     type: str
     code: str | None = None
     enums: dict[str, int] = field(default_factory=dict)
+    sort: int = 500
+    is_api_only: bool = False
+
+    def model(self, entity: str) -> dict[str, Any]:
+        """The field as ``GET /api/v4/{entity}/custom_fields`` lists it (amoCRM "Поля и группы
+        полей", https://www.amocrm.ru/developers/content/crm_platform/custom-fields)."""
+        return {
+            "id": self.id, "name": self.name, "type": self.type, "account_id": ACCOUNT_ID,
+            "code": self.code, "sort": self.sort, "is_api_only": self.is_api_only,
+            "enums": ([{"id": eid, "value": code, "sort": i}
+                       for i, (code, eid) in enumerate(self.enums.items())] or None),
+            "group_id": None, "required_statuses": [], "is_deletable": self.type != "tracking_data",
+            "is_predefined": self.type == "tracking_data", "entity_type": entity, "remind": None,
+        }
 
 
 def problem(code: str, path: str, detail: str) -> Problem:
@@ -127,6 +150,34 @@ class AmoAccount:
             fid, name, type_, code, {e: self.next_id() for e in enums}
         )
         return fid
+
+    def check_new_field(self, raw: Any) -> list[Problem]:
+        """Problems of one item of ``POST /api/v4/{entity}/custom_fields``: ``type`` and
+        ``name`` are mandatory (Kommo "Add custom fields",
+        https://developers.kommo.com/reference/add-custom-fields). The exact ``code`` strings
+        of the real 400 are not documented; the shape is amoCRM's ``validation-errors``."""
+        if not isinstance(raw, dict):
+            return [problem("InvalidType", "", "This value should be of type object.")]
+        problems: list[Problem] = []
+        name = raw.get("name")
+        if not isinstance(name, str) or not name.strip():
+            problems.append(problem("NotBlank", "name", "This value should not be blank."))
+        if raw.get("type") not in CREATABLE_FIELD_TYPES:
+            problems.append(problem("NotSupportedChoice", "type",
+                                    "The value you selected is not a valid choice."))
+        sort = raw.get("sort")
+        if sort is not None and not isinstance(sort, int):
+            problems.append(problem("InvalidType", "sort", "This value should be of type int."))
+        return problems
+
+    def create_field(self, entity: str, raw: dict[str, Any]) -> CustomField:
+        """A new field. Two fields may share a name (amoCRM does not refuse it, as far as
+        its docs say): a client must find its field before creating one."""
+        fid = self.add_field(entity, str(raw["name"]), str(raw["type"]), raw.get("code"))
+        cf = self.fields[entity][fid]
+        cf.sort = int(raw.get("sort") or 500 + len(self.fields[entity]))
+        cf.is_api_only = bool(raw.get("is_api_only", False))
+        return cf
 
     def status_ids(self, pipeline_id: int) -> list[int]:
         return [s["id"] for s in self.pipelines[pipeline_id]["_embedded"]["statuses"]]
@@ -384,9 +435,19 @@ class AmoAccount:
     # ------------------------------------------------------------ search
 
     def lead_matches(self, lead: dict[str, Any], query: str) -> bool:
-        """``query=``: a substring of the name, a tag or a custom field value."""
+        """``query=``: "searches the entity's filled fields" (amoCRM API v4 leads list,
+        https://www.amocrm.ru/developers/content/crm_platform/leads-api, parameter ``query``):
+        a substring of the deal's name or of a custom-field value, or the deal's id
+        (``Lead.objects.filter(query=<id>)`` finds the deal, Krukov/amocrm_api issue #71).
+
+        Tag names are NOT fields and are never searched (reference §1 (a2); there is no
+        filter by tag either: amocrm/amocrm-api-php issue #474). Whether the real search
+        matches substrings or whole words is not documented; substrings are matched here,
+        so a client must check the exact value itself."""
+        if query.strip() == str(lead["id"]):
+            return True
         needle = query.lower()
-        haystack = [lead["name"], *(t["name"] for t in lead["_embedded"]["tags"])]
+        haystack = [lead["name"]]
         for cf in lead["custom_fields_values"] or []:
             haystack += [str(v["value"]) for v in cf["values"]]
         return any(needle in text.lower() for text in haystack)

@@ -154,3 +154,32 @@ def add_notes(acc: AmoAccount, request: RecordedRequest, href: Callable[[str], s
                     "_links": {"self": {"href": href(f"/api/v4/leads/notes/{nid}")}}})
     return Response.json({"_links": {"self": {"href": href("/api/v4/leads/notes")}},
                           "_embedded": {"notes": out}}, 200, HAL)
+
+
+def add_custom_fields(
+    acc: AmoAccount, entity: str, request: RecordedRequest, href: Callable[[str], str],
+) -> Response:
+    """``POST /api/v4/{entity}/custom_fields`` with ``[{"name": "...", "type": "text"}]``.
+
+    Answer (Kommo "Add custom fields", https://developers.kommo.com/reference/add-custom-fields;
+    amoCRM "Поля и группы полей", https://www.amocrm.ru/developers/content/crm_platform/
+    custom-fields): HAL ``{"_total_items": n, "_embedded": {"custom_fields": [field model +
+    "request_id"]}}``. Invalid items: 400 in the ``validation-errors`` shape, nothing created.
+    The docs say the method is for administrators only; the fake's token is one.
+    """
+    body = json_array(request)
+    if not body:
+        return _not_an_array()
+    errors = [(request_id(raw, i), probs) for i, raw in enumerate(body)
+              if (probs := acc.check_new_field(raw))]
+    if errors:
+        return validation_error(errors)
+    out = []
+    for i, raw in enumerate(body):
+        cf = acc.create_field(entity, raw)
+        row = cf.model(entity)
+        row["request_id"] = request_id(raw, i)
+        row["_links"] = {"self": {"href": href(f"/api/v4/{entity}/custom_fields/{cf.id}")}}
+        out.append(row)
+    return Response.json({"_total_items": len(out),
+                          "_embedded": {"custom_fields": out}}, 200, HAL)

@@ -182,7 +182,7 @@ def run_chaos(
             except TimeoutError as exc:
                 report.notes.append(str(exc))
             report.drain_seconds = time.monotonic() - drain_started
-            by_tag = amo.leads_by_tag("lh:")
+            by_tag = amo.leads_by_marker("lh:")
             delivered_ids = Counter(tag.split(":")[1] for tag in by_tag for _ in by_tag[tag])
             report.in_crm = sum(1 for i in expected if delivered_ids.get(i))
             report.missing = len(expected) - report.in_crm

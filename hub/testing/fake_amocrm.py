@@ -8,6 +8,16 @@ company each and known tracking field codes, its bare-array answer, ``204`` with
 body for empty lists, ``page``/``limit`` (≤ 250) with ``_page`` and ``_links.next``,
 ``application/hal+json`` answers and ``application/problem+json`` errors in the
 ``validation-errors`` shape.
+
+Finding deals (reference §1 (a2); sources cited where each rule is implemented):
+``query=`` searches a deal's name and custom-field values, never its tags; lead custom
+fields are listed and created through ``/api/v4/leads/custom_fields``; the documented
+filter ``filter[custom_fields_values][<field_id>][]=<value>`` and ``order[created_at|
+updated_at|id]=asc|desc`` work on the leads list. Switches for what real accounts do:
+``query_mode`` ("on", "ignored", "rejected": ``query`` is documented as "will be deprecated
+soon"), ``filter_mode`` ("on", "ignored": filtering is an alpha feature of some accounts,
+and elsewhere the filter is silently ignored; "rejected"), and ``block(seconds)``: the
+403 an account gets for repeatedly exceeding the request rate.
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ from urllib.parse import parse_qs, urlencode
 from hub.testing.amocrm_account import WON_STATUS_ID, AmoAccount, problem
 from hub.testing.amocrm_writes import (
     HAL,
+    add_custom_fields,
     add_leads,
     add_notes,
     complex_leads,
@@ -33,6 +44,16 @@ from hub.testing.fakeserver import FakeServer, RecordedRequest, Response
 
 MAX_LIMIT = 250
 TOO_MANY_BODY = "<html><body><h1>429 Too Many Requests</h1></body></html>"
+#: The answer of an account blocked for repeatedly exceeding the request rate: HTTP 403
+#: (amoCRM error list, kept by clients: "403 — Аккаунт заблокирован, за неоднократное
+#: превышение количества запросов в секунду", e.g. dotzero/amocrm-php
+#: ``AmoCRM\Exception``; its tests expect that message for a 403 whose body is not JSON).
+#: The exact body is not documented: a non-JSON page, like the 429 (reference §1).
+BLOCKED_BODY = "<html><body><h1>403 Forbidden</h1></body></html>"
+#: Sortable fields of the leads list (amoCRM leads API, ``order``: "created_at, updated_at,
+#: id", "asc, desc", https://www.amocrm.ru/developers/content/crm_platform/leads-api).
+LEAD_ORDER_FIELDS = ("created_at", "updated_at", "id")
+MODES = ("on", "ignored", "rejected")
 
 
 def parse_filters(query: dict[str, list[str]]) -> dict[str, Any]:
@@ -65,8 +86,25 @@ class FakeAmoCRM(FakeServer):
         duplicate_control: bool = False,
         retry_after: int | None = None,
         pipeline_id: int = 7000001,
+        query_mode: str = "on",
+        filter_mode: str = "on",
+        auto_block_after_429s: int | None = None,
+        auto_block_s: float = 900.0,
     ) -> None:
         super().__init__()
+        if query_mode not in MODES or filter_mode not in MODES:
+            raise ValueError(f"query_mode and filter_mode are one of {MODES}")
+        self.query_mode = query_mode
+        self.filter_mode = filter_mode
+        # Optional: block the account once a client keeps sending over the limit. The docs
+        # say only that "suspicious activity" gets requests restricted (Kommo "Limitations",
+        # https://developers.kommo.com/docs/limitations) and give no numbers: off by default.
+        self.auto_block_after_429s = auto_block_after_429s
+        self.auto_block_s = auto_block_s
+        self._blocked_until = 0.0
+        self._recent_429: deque[float] = deque()
+        self._ip_denied = False
+        self.count_403 = 0
         self.account = AmoAccount(pipeline_id=pipeline_id)
         self.rate_limit = rate_limit
         self.retry_after = retry_after
@@ -89,6 +127,8 @@ class FakeAmoCRM(FakeServer):
             ("GET", "/api/v4/leads", self._list_leads),
             ("POST", "/api/v4/leads", self._add_leads),
             ("GET", "/api/v4/leads/pipelines", self._pipelines),
+            ("GET", "/api/v4/leads/custom_fields", self._list_fields),
+            ("POST", "/api/v4/leads/custom_fields", self._add_fields),
             ("POST", "/api/v4/leads/notes", self._add_notes),
             ("GET", "/api/v4/leads/{id}/notes", self._lead_notes),
             ("GET", "/api/v4/leads/{id}", self._get_lead),
@@ -123,6 +163,39 @@ class FakeAmoCRM(FakeServer):
                 if tag["name"].startswith(prefix):
                     out.setdefault(tag["name"], []).append(lead["id"])
         return out
+
+    def leads_by_marker(self, prefix: str = "lh:") -> dict[str, list[int]]:
+        """Lead ids per custom-field value starting with ``prefix`` (LeadHub keeps its
+        ``lh:<key>`` marker in a text field of the deal): exactly-once tests want one each."""
+        out: dict[str, list[int]] = {}
+        for lead in self.leads:
+            for cf in lead["custom_fields_values"] or []:
+                for value in cf["values"]:
+                    text = str(value["value"])
+                    if text.startswith(prefix):
+                        out.setdefault(text, []).append(lead["id"])
+        return out
+
+    def lead_fields(self) -> list[dict[str, Any]]:
+        """The account's lead custom fields, as ``GET /api/v4/leads/custom_fields`` lists them."""
+        with self.lock:
+            return [cf.model("leads") for cf in self.account.fields["leads"].values()]
+
+    def block(self, seconds: float) -> None:
+        """Answer every API request with 403 "account blocked" for ``seconds``."""
+        with self.lock:
+            self._blocked_until = time.monotonic() + seconds
+
+    def unblock(self) -> None:
+        with self.lock:
+            self._blocked_until = 0.0
+
+    def deny_ip(self, denied: bool = True) -> None:
+        """Answer 403 "access from your IP is denied" (error code 113, reference §1 and the
+        amoCRM error list) until called with False. The body's exact shape is NOT confirmed:
+        a problem JSON naming the code is used."""
+        with self.lock:
+            self._ip_denied = denied
 
     def contacts_of(self, lead_id: int) -> list[dict[str, Any]]:
         with self.lock:
@@ -196,9 +269,19 @@ class FakeAmoCRM(FakeServer):
         if not request.path.startswith("/api/"):
             return None
         now = time.monotonic()
+        if now < self._blocked_until:
+            self.count_403 += 1
+            return Response(403, BLOCKED_BODY, "text/html; charset=utf-8")
+        if self._ip_denied:
+            self.count_403 += 1
+            return Response.json({"title": "Forbidden", "type": "https://httpstatus.es/403",
+                                  "status": 403, "error_code": 113,
+                                  "detail": "Access to this account from your IP is denied"},
+                                 403, "application/problem+json")
         while self._window and self._window[0] <= now - 1.0:
             self._window.popleft()
         if len(self._window) >= self.rate_limit:
+            self._note_429(now)
             return self.fault_response("429")
         self._window.append(now)
         auth = request.headers.get("authorization", "")
@@ -206,6 +289,16 @@ class FakeAmoCRM(FakeServer):
         if self._access.get(token, 0.0) < time.time():
             return problem_response(401, "Unauthorized", "Unauthorized")
         return None
+
+    def _note_429(self, now: float) -> None:
+        if self.auto_block_after_429s is None:
+            return
+        self._recent_429.append(now)
+        while self._recent_429 and self._recent_429[0] <= now - 60.0:
+            self._recent_429.popleft()
+        if len(self._recent_429) >= self.auto_block_after_429s:
+            self._blocked_until = now + self.auto_block_s
+            self._recent_429.clear()
 
     def fault_response(self, kind: str) -> Response:
         if kind == "429":
@@ -262,14 +355,65 @@ class FakeAmoCRM(FakeServer):
 
     def _list_leads(self, request: RecordedRequest, _: dict[str, str]) -> Response:
         query = request.q("query")
+        if query and self.query_mode == "rejected":
+            # NOT confirmed: how the API answers once ``query`` is gone is not documented.
+            return validation_error(
+                [("0", [problem("NotSupported", "query", "This parameter is not supported.")])])
+        if self.query_mode == "ignored":
+            query = None  # the list comes back as if no query had been sent
         filters = parse_filters(request.query)
+        if filters and self.filter_mode == "rejected":
+            # NOT confirmed: accounts without filtering are documented to ignore filters.
+            return validation_error(
+                [("0", [problem("NotSupported", "filter", "Filtering is not available.")])])
+        if self.filter_mode == "ignored":
+            # Filtering "is in alpha and available to a limited list of accounts" (amoCRM
+            # "Фильтрация", https://www.amocrm.ru/developers/content/crm_platform/filters-api);
+            # elsewhere the list comes back unfiltered, with 200 (amocrm/amocrm-api-php issue
+            # #71: "возвращаются неотфильтрованные контакты", answered: filtering is enabled
+            # on request only).
+            filters = {}
+        order = self._lead_order(request)
+        if isinstance(order, Response):
+            return order
         with_contacts = "contacts" in (request.q("with") or "").split(",")
         rows = [
             lead
             for lead in self.account.leads.values()
             if (not query or self.account.lead_matches(lead, query)) and lead_passes(lead, filters)
         ]
+        if order is not None:
+            key, descending = order
+            rows.sort(key=lambda lead: (lead[key], lead["id"]), reverse=descending)
         return self._page(request, "leads", [self._lead_out(r, with_contacts) for r in rows])
+
+    @staticmethod
+    def _lead_order(request: RecordedRequest) -> tuple[str, bool] | Response | None:
+        """``order[<field>]=asc|desc`` (documented fields: ``LEAD_ORDER_FIELDS``). Other
+        fields or directions get a 400 here; the real answer to them is NOT confirmed."""
+        given = [(k[6:-1], v[-1]) for k, v in request.query.items()
+                 if k.startswith("order[") and k.endswith("]")]
+        if not given:
+            return None
+        field, direction = given[0]
+        if len(given) > 1 or field not in LEAD_ORDER_FIELDS or direction not in ("asc", "desc"):
+            return validation_error([("0", [problem(
+                "NotSupportedChoice", "order", "The value you selected is not a valid choice.")])])
+        return field, direction == "desc"
+
+    def _list_fields(self, request: RecordedRequest, _: dict[str, str]) -> Response:
+        """``GET /api/v4/leads/custom_fields``: "returns up to 50 fields per request" by
+        default, ``limit`` ≤ 250, ``page`` (amoCRM "Поля и группы полей",
+        https://www.amocrm.ru/developers/content/crm_platform/custom-fields);
+        ``_embedded.custom_fields``, ``_links.next`` while more pages follow, 204 past the end."""
+        rows = [cf.model("leads") for cf in self.account.fields["leads"].values()]
+        for row in rows:
+            row["_links"] = {"self": {"href": self._href(
+                f"/api/v4/leads/custom_fields/{row['id']}")}}
+        return self._page(request, "custom_fields", rows)
+
+    def _add_fields(self, request: RecordedRequest, _: dict[str, str]) -> Response:
+        return add_custom_fields(self.account, "leads", request, self._href)
 
     def _get_lead(self, request: RecordedRequest, params: dict[str, str]) -> Response:
         lead = self.account.leads.get(int(params["id"])) if params["id"].isdigit() else None
@@ -415,7 +559,30 @@ def lead_passes(lead: dict[str, Any], filters: dict[str, Any]) -> bool:
         if str(lead["id"]) not in wanted:
             return False
     pipeline = filters.get("pipeline_id")
-    return pipeline is None or str(lead["pipeline_id"]) == str(pipeline)
+    if pipeline is not None and str(lead["pipeline_id"]) != str(pipeline):
+        return False
+    by_field = filters.get("custom_fields_values")
+    return not isinstance(by_field, dict) or all(
+        _has_value(lead, fid, _filter_values(wanted)) for fid, wanted in by_field.items())
+
+
+def _filter_values(wanted: Any) -> set[str]:
+    """``[<id>]=v``, ``[<id>][]=v`` or ``[<id>][0]=v`` (amocrm-api-php ``LeadsFilter::
+    setCustomFieldsValues`` sends ``[<id>][0]``): the values asked for."""
+    if isinstance(wanted, dict):
+        out: set[str] = set()
+        for value in wanted.values():
+            out |= {value} if isinstance(value, str) else set(value)
+        return out
+    return {wanted} if isinstance(wanted, str) else set(wanted)
+
+
+def _has_value(lead: dict[str, Any], field_id: str, wanted: set[str]) -> bool:
+    """A text field's value equal to one asked for. Whether the real filter matches text
+    exactly or as a substring is NOT documented; exact matching is the stricter choice for
+    a client that must look for an exact marker anyway."""
+    return any(str(cf["field_id"]) == field_id and str(v["value"]) in wanted
+               for cf in lead["custom_fields_values"] or [] for v in cf["values"])
 
 
 __all__ = ["FakeAmoCRM", "parse_filters"]
