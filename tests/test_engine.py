@@ -182,9 +182,7 @@ def test_replay_is_idempotent_per_destination(rt: Runtime) -> None:
 
 def test_a_taken_over_attempt_records_nothing(rt: Runtime) -> None:
     """A stalled worker whose lease ran out must not overwrite the newer attempt's result."""
-    from hub.connectors import DeliveryOutcome
-    from hub.engine.drain import DrainStats, _record, lease_batch
-    from hub.errors import RetryableError
+    from hub.store.deliveries import AttemptRecord, lease_batch, record_attempt
 
     ingest(rt, form("phone=%2B79161234567"))
     process_received(rt)
@@ -193,9 +191,10 @@ def test_a_taken_over_attempt_records_nothing(rt: Runtime) -> None:
         rows = lease_batch(conn, "jsonl", 10, now, 0.001, "stalled")
     time.sleep(0.01)  # the stalled attempt's lease runs out; another drain delivers
     assert drain(rt, "jsonl").delivered == 1
-    stale = {r.id: r for r in rows}
-    _record(rt, stale, [DeliveryOutcome(rows[0].id, error=RetryableError("late timeout"))],
-            time.time(), DrainStats(), "jsonl", "stalled")
+    late = AttemptRecord(failed=[{"b_id": rows[0].id, "b_status": "failed", "b_next": now + 5,
+                                  "b_uncertain": True, "b_error": "late timeout",
+                                  "b_attempts": 1, "b_first": now}], lead_ids={rows[0].lead_id})
+    assert record_attempt(rt.db, late, "stalled", time.time()) == set()
     with rt.db.connect() as conn:
         status, error = conn.execute(select(t.deliveries.c.status, t.deliveries.c.last_error)).one()
     assert (status, error) == ("delivered", None)

@@ -1,6 +1,16 @@
 """How many drains a destination gets, and when it gets none: the circuit breaker, the
-count of whole-batch failures in a row, and the drain slots, all in Redis so that every
-worker process sees the same state (and a killed worker's share simply expires)."""
+count of whole-batch failures in a row, when it last answered, and the drain slots, all
+in Redis so that every worker process sees the same state (and a killed worker's share
+simply expires).
+
+"Flaky" and "down" are told apart by time, not by a count alone: a destination that
+delivered anything within ``ANSWERING_WINDOW_S`` is answering, so a failed batch is
+retried within seconds and keeps several drains; only one that has failed whole batches
+``BREAKER_AFTER`` times in a row *and* delivered nothing for that long is down: the
+breaker opens and its items follow the long exponential schedule. At 20 % faults three
+whole-batch failures in a row happen every ~125 batches; counted alone they stalled a
+healthy CRM for the breaker's 15 s each time.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +22,8 @@ import redis
 from hub.runtime import Runtime
 
 BREAKER_COOLDOWN_S = 15.0
+BREAKER_AFTER = 3  # whole-batch failures in a row that, with nothing delivered lately, mean "down"
+ANSWERING_WINDOW_S = 30.0  # delivered anything this recently: the destination is answering
 HEALTH_TTL_S = 600  # how long a destination's record of failures in a row is kept
 
 
@@ -19,10 +31,16 @@ def breaker_key(destination: str) -> str:
     return f"leadhub:breaker:{destination}"
 
 
-def open_breaker(rt: Runtime, destination: str) -> None:
-    """Stop waking this destination for a while; its items keep their own backoff."""
-    cooldown = BREAKER_COOLDOWN_S * random.uniform(0.8, 1.2)
-    rt.redis.set(breaker_key(destination), b"open", px=int(cooldown * 1000))
+def open_breaker(rt: Runtime, destination: str, seconds: float | None = None) -> None:
+    """Stop waking this destination for ``seconds`` (default: a jittered 15 s); its items
+    keep their own schedule. An open breaker is never shortened by a later, shorter one."""
+    cooldown = seconds if seconds is not None else BREAKER_COOLDOWN_S * random.uniform(0.8, 1.2)
+    ms = max(1, int(cooldown * 1000))
+    key = breaker_key(destination)
+    if rt.redis.set(key, b"open", px=ms, nx=True) is None:
+        remaining = rt.redis.pttl(key)
+        if remaining is not None and 0 <= remaining < ms:
+            rt.redis.pexpire(key, ms)
 
 
 def breaker_open(rt: Runtime, destination: str) -> bool:
@@ -40,8 +58,49 @@ def failures_in_row(rt: Runtime, destination: str) -> int | None:
     return None if value is None else int(value)
 
 
+def answered_key(destination: str) -> str:
+    return f"leadhub:answered:{destination}"
+
+
 def note_success(rt: Runtime, destination: str) -> None:
-    rt.redis.set(failures_key(destination), b"0", ex=HEALTH_TTL_S)
+    """Something was delivered: the failures in a row start again, and it is answering."""
+    pipe = rt.redis.pipeline()
+    pipe.set(failures_key(destination), b"0", ex=HEALTH_TTL_S)
+    pipe.set(answered_key(destination), b"1", px=int(ANSWERING_WINDOW_S * 1000))
+    pipe.delete(limited_key(destination))
+    pipe.execute()
+
+
+def answering(rt: Runtime, destination: str) -> bool:
+    """Delivered anything within ``ANSWERING_WINDOW_S`` (a flaky destination, not a down one)."""
+    return bool(rt.redis.exists(answered_key(destination)))
+
+
+def health(rt: Runtime, destination: str) -> tuple[bool, int | None]:
+    """``(answering, failures in a row)`` in one round trip."""
+    pipe = rt.redis.pipeline()
+    pipe.exists(answered_key(destination))
+    pipe.get(failures_key(destination))
+    ok, failures = pipe.execute()
+    return bool(ok), None if failures is None else int(failures)
+
+
+def limited_key(destination: str) -> str:
+    return f"leadhub:limited:{destination}"
+
+
+def rate_limit_hold(rt: Runtime, destination: str, retry_after: float | None) -> float:
+    """How long every sender holds back after a 429: what the API asked; without
+    ``Retry-After``, 0.25 s doubling with each 429 in a row (up to 60 s) until something is
+    delivered. A fixed 1 s hold turned each of amoCRM's occasional 429s into a second of
+    silence for the whole 7/s budget."""
+    if retry_after is not None:
+        return min(max(retry_after, 0.1), 60.0)
+    pipe = rt.redis.pipeline()
+    pipe.incr(limited_key(destination))
+    pipe.expire(limited_key(destination), 120)
+    count, _ = pipe.execute()
+    return float(min(60.0, 0.25 * 2 ** (int(count) - 1)))
 
 
 def note_failure(rt: Runtime, destination: str) -> int:

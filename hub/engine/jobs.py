@@ -55,20 +55,27 @@ def drain_job(destination: str) -> int:
     stats = drain(rt, destination, spread=lambda: wake_drain(rt, destination))
     if stats.more:
         wake_drain(rt, destination)
-    if stats.finished:
-        from hub.engine.leads import get_lead
-
-        for lead_id, dest, status, ext, err in stats.finished:
-            lead = get_lead(rt, lead_id)
-            if lead is None:
-                continue
-            try:
-                rt.pm.hook.leadhub_delivery_finished(
-                    lead=lead, destination=dest, status=status, external_id=ext, error=err
-                )
-            except Exception:
-                log.exception("leadhub_delivery_finished hook failed")
+    if stats.finished and rt.pm.hook.leadhub_delivery_finished.get_hookimpls():
+        _notify_finished(rt, stats.finished)
     return stats.delivered
+
+
+def _notify_finished(rt: Runtime, finished: list[tuple[str, str, str, str | None, str | None]]) -> None:
+    """``leadhub_delivery_finished`` for a drain's finished deliveries; the leads are read
+    in one query, and only when some plugin listens."""
+    from hub.engine.leads import get_leads
+
+    leads = get_leads(rt, list({lead_id for lead_id, *_ in finished}))
+    for lead_id, dest, status, ext, err in finished:
+        lead = leads.get(lead_id)
+        if lead is None:
+            continue
+        try:
+            rt.pm.hook.leadhub_delivery_finished(
+                lead=lead, destination=dest, status=status, external_id=ext, error=err
+            )
+        except Exception:
+            log.exception("leadhub_delivery_finished hook failed")
 
 
 def poll_job(source: str) -> int:

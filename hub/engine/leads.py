@@ -35,6 +35,15 @@ def load_leads(conn: Connection, rows: list[Any]) -> list[Lead]:
     return [lead_from_row(r, by_lead[r.id]) for r in rows]
 
 
+def get_leads(rt: Runtime, lead_ids: list[str]) -> dict[str, Lead]:
+    """Leads by id, with their deliveries, in two queries."""
+    if not lead_ids:
+        return {}
+    with rt.reader.connect() as conn:
+        rows = list(conn.execute(select(t.leads).where(t.leads.c.id.in_(lead_ids))))
+        return {lead.id: lead for lead in load_leads(conn, rows)}
+
+
 def get_lead(rt: Runtime, lead_id: str) -> Lead | None:
     with rt.reader.connect() as conn:
         row = conn.execute(select(t.leads).where(t.leads.c.id == lead_id)).first()

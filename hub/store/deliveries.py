@@ -1,0 +1,221 @@
+"""The delivery rows a drain works on: lease a batch, read its leads, record the attempt.
+
+The drain (``hub/engine/drain.py``) decides; this module owns the queries, for SQLite and
+PostgreSQL alike. A drain costs two write transactions per batch in the common case (the
+lease, and the record of every outcome with the leads' statuses), a third only when an
+uncertain item is sent after its look-up: every writer of the store (the api's group
+commit included) waits for SQLite's one write lock, so a transaction per lead is what a
+busy ``leadhub serve`` cannot afford.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, Engine, bindparam, case, select, update
+
+from hub.connectors import DeliveryItem
+from hub.engine.status import derive_status
+from hub.models import Lead
+from hub.store import tables as t
+
+log = logging.getLogger("leadhub.drain")
+d = t.deliveries
+
+
+def lease_batch(
+    conn: Connection, destination: str, size: int, now: float, lease_s: float, attempt: str
+) -> list[Any]:
+    """Lease up to ``size`` due deliveries for attempt ``attempt``; the rows are returned as
+    they were before (their ``attempt_id`` is the previous attempt's).
+
+    An item whose last attempt left no doubt (not ``uncertain``, no lease run out) gets
+    ``sent_attempt_id = attempt`` here, in the lease's own statement: should this attempt
+    die after sending, the next one looks for exactly this attempt's records. An
+    uncertain item keeps the attempt to look for until its look-up has answered.
+    """
+    q = (
+        select(d)
+        .where(
+            d.c.destination == destination,
+            d.c.status.in_(("pending", "failed")),
+            d.c.next_attempt_at <= now,
+            d.c.lease_until < now,
+        )
+        .order_by(d.c.next_attempt_at, d.c.id)
+        .limit(size)
+    )
+    if conn.dialect.name == "postgresql":
+        q = q.with_for_update(skip_locked=True)
+    rows = list(conn.execute(q))
+    if rows:
+        certain = (d.c.uncertain.is_(False)) & (d.c.lease_until <= 0)
+        conn.execute(
+            update(d)
+            .where(d.c.id.in_([r.id for r in rows]))
+            .values(
+                lease_until=now + lease_s, attempt_id=attempt, updated_at=now,
+                sent_attempt_id=case((certain, attempt), else_=d.c.sent_attempt_id),
+            )
+        )
+    return rows
+
+
+def was_uncertain(row: Any) -> bool:
+    """The previous attempt may have landed: it said so, or its lease ran out unrecorded."""
+    return bool(row.uncertain or row.lease_until > 0)
+
+
+def load_items(conn: Connection, rows: list[Any], attempt: str) -> list[DeliveryItem]:
+    """The batch's items: each lead read and validated once, and for duplicates the id
+    their original got at the same destination."""
+    lead_ids = {r.lead_id for r in rows}
+    data: dict[str, Any] = {}
+    originals: set[str] = set()
+    for lid, payload, dup in conn.execute(
+        select(t.leads.c.id, t.leads.c.data, t.leads.c.duplicate_of).where(t.leads.c.id.in_(lead_ids))
+    ):
+        data[lid] = payload
+        if dup:
+            originals.add(dup)
+    orig_ext: dict[tuple[str, str], str | None] = {}
+    if originals:
+        for lid, dest, ext in conn.execute(
+            select(d.c.lead_id, d.c.destination, d.c.external_id).where(d.c.lead_id.in_(originals))
+        ):
+            orig_ext[(lid, dest)] = ext
+    leads = {lid: Lead.model_validate(payload) for lid, payload in data.items()}
+    items = []
+    for r in rows:
+        lead = leads[r.lead_id]
+        dup_ext = orig_ext.get((lead.duplicate_of, r.destination)) if lead.duplicate_of else None
+        items.append(
+            DeliveryItem(
+                delivery_id=r.id,
+                idempotency_key=r.idempotency_key,
+                lead=lead,
+                uncertain=was_uncertain(r),
+                duplicate_of_external_id=dup_ext,
+                attempt_id=attempt,
+                previous_attempt_id=r.sent_attempt_id if was_uncertain(r) else None,
+            )
+        )
+    return items
+
+
+def originals_pending(conn: Connection, originals: Iterable[str], destination: str) -> set[str]:
+    """Of these leads, those whose delivery to ``destination`` is still to come."""
+    wanted = set(originals)
+    if not wanted:
+        return set()
+    return set(
+        conn.execute(
+            select(d.c.lead_id).where(
+                d.c.lead_id.in_(wanted), d.c.destination == destination,
+                d.c.status.in_(("pending", "failed")),
+            )
+        ).scalars()
+    )
+
+
+def mark_sending(engine: Engine, ids: list[str], until: float, attempt: str) -> None:
+    """Before the request leaves: these (formerly uncertain) items are now this attempt's to
+    look for, and their lease covers the call."""
+    if not ids:
+        return
+    with engine.begin() as conn:
+        conn.execute(
+            update(d)
+            .where(d.c.id.in_(ids), d.c.attempt_id == attempt)
+            .values(lease_until=until, sent_attempt_id=attempt)
+        )
+
+
+@dataclass
+class AttemptRecord:
+    """What one batch attempt changes in the store, written in one transaction."""
+
+    delivered: list[dict[str, Any]] = field(default_factory=list)  # b_id, b_ext, b_attempts, b_first
+    failed: list[dict[str, Any]] = field(default_factory=list)  # + b_status, b_next, b_uncertain, b_error
+    #: not tried: id → (next attempt at, still uncertain)
+    deferred: dict[str, tuple[float, bool]] = field(default_factory=dict)
+    lead_ids: set[str] = field(default_factory=set)
+
+
+def record_attempt(engine: Engine, record: AttemptRecord, attempt: str, now: float) -> set[str]:
+    """Write a batch attempt: outcomes, deferrals and the leads' statuses, in one
+    transaction, one statement per kind of change (executemany). Only deliveries this
+    attempt still holds are written: an attempt whose lease ran out and was taken over
+    (a stalled worker) records nothing, since the newer attempt, which looked the lead up
+    first, speaks for it. Returns the ids written."""
+    ids = [r["b_id"] for r in record.delivered + record.failed] + list(record.deferred)
+    if not ids:
+        return set()
+    with engine.begin() as conn:
+        q = select(d.c.id).where(d.c.id.in_(ids), d.c.attempt_id == attempt)
+        if conn.dialect.name == "postgresql":
+            q = q.with_for_update()
+        ours = set(conn.execute(q).scalars())
+        if len(ours) < len(ids):
+            log.warning("%d outcome(s) dropped: their lease was taken over", len(ids) - len(ours))
+        delivered = [r for r in record.delivered if r["b_id"] in ours]
+        failed = [r for r in record.failed if r["b_id"] in ours]
+        deferred = [{"b_id": i, "b_next": at, "b_uncertain": unsure}
+                    for i, (at, unsure) in record.deferred.items() if i in ours]
+        if delivered:
+            conn.execute(
+                update(d).where(d.c.id == bindparam("b_id")).values(
+                    status="delivered", external_id=bindparam("b_ext"), uncertain=False,
+                    last_error=None, delivered_at=now, attempts=bindparam("b_attempts"),
+                    first_attempt_at=bindparam("b_first"), lease_until=0.0, updated_at=now),
+                delivered,
+            )
+        if failed:
+            conn.execute(
+                update(d).where(d.c.id == bindparam("b_id")).values(
+                    status=bindparam("b_status"), next_attempt_at=bindparam("b_next"),
+                    uncertain=bindparam("b_uncertain"), last_error=bindparam("b_error"),
+                    attempts=bindparam("b_attempts"), first_attempt_at=bindparam("b_first"),
+                    lease_until=0.0, updated_at=now),
+                failed,
+            )
+        if deferred:
+            # Not an attempt: the previous attempt stays the one to look for, so a deferred
+            # uncertain item (a lease that ran out included) still starts with a look-up.
+            conn.execute(
+                update(d).where(d.c.id == bindparam("b_id")).values(
+                    lease_until=0.0, next_attempt_at=bindparam("b_next"), updated_at=now,
+                    uncertain=bindparam("b_uncertain")),
+                deferred,
+            )
+        if delivered or failed:
+            _refresh_statuses(conn, record.lead_ids, now)
+    return ours
+
+
+def _refresh_statuses(conn: Connection, lead_ids: set[str], now: float) -> None:
+    """``refresh_lead_status`` for many leads: two reads and one executemany."""
+    if not lead_ids:
+        return
+    current: dict[str, str] = {
+        row.id: row.status
+        for row in conn.execute(
+            select(t.leads.c.id, t.leads.c.status).where(t.leads.c.id.in_(lead_ids)))
+    }
+    statuses: dict[str, list[str]] = {}
+    for row in conn.execute(select(d.c.lead_id, d.c.status).where(d.c.lead_id.in_(lead_ids))):
+        statuses.setdefault(row.lead_id, []).append(row.status)
+    changed = [
+        {"b_id": lid, "b_status": new}
+        for lid, old in current.items()
+        if (new := derive_status(old, statuses.get(lid, []))) != old
+    ]
+    if changed:
+        conn.execute(
+            update(t.leads).where(t.leads.c.id == bindparam("b_id"))
+            .values(status=bindparam("b_status"), updated_at=now),
+            changed,
+        )
