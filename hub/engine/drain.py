@@ -36,6 +36,7 @@ from hub.connectors import DeliveryItem, DeliveryOutcome, Destination
 from hub.engine.drain_control import (
     BREAKER_AFTER,
     DrainSlot,
+    breaker_open,
     health,
     note_failure,
     note_success,
@@ -144,6 +145,8 @@ class Drain:
     def run(self, budget_s: float, spread: Callable[[], object] | None, slot: DrainSlot) -> None:
         started = time.monotonic()
         while time.monotonic() - started < budget_s:
+            if breaker_open(self.rt, self.name):  # opened by another drain: stop here too
+                return
             now = self.clock()
             attempt = new_id()
             with self.rt.db.begin() as conn:
@@ -301,7 +304,6 @@ class Drain:
             hold = max(e.pause_s for e in paused)
             log.warning("%s refuses every request for %.0f s: %s", self.name, hold, paused[0])
             open_breaker(self.rt, self.name, hold)
-            self.limiter.penalize(self.name, hold)
             self.stats.more = False  # the sweeper wakes it when the breaker closes
             return False
         limited = [e for e in errors if isinstance(e, RateLimited)]

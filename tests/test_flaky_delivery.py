@@ -1,0 +1,158 @@
+"""A flaky CRM is not a down one: retries within seconds while it answers, batches that
+stay together, a failed look-up that costs one quick try, and amoCRM's 403 "blocked"
+answer that pauses the destination instead of being retried at the normal pace.
+Real store, real Redis, the fake amoCRM on loopback; the engine's clock is controlled."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from hub.engine.drain import drain
+from hub.engine.drain_control import breaker_open
+from hub.engine.process import process_received
+from hub.engine.retry import JITTER, QUICK_STEP_S
+from hub.engine.sweeper import sweep
+from hub.runtime import Runtime, build_runtime
+from hub.store import tables as t
+from hub.testing import FakeAmoCRM
+from tests.conftest import ConfigWriter
+from tests.test_engine import form, ingest
+
+TOKEN = "long-lived-token"
+COMPLEX = "/api/v4/leads/complex"
+
+
+@pytest.fixture
+def amo() -> Iterator[FakeAmoCRM]:
+    with FakeAmoCRM(token=TOKEN) as fake:
+        yield fake
+
+
+@pytest.fixture
+def rt(amo: FakeAmoCRM, write_config: ConfigWriter, tmp_path: Path, database_url: str,
+       redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
+    monkeypatch.setenv("LEADHUB_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("LEADHUB_DATABASE_URL", database_url)
+    monkeypatch.setenv("LEADHUB_REDIS_URL", redis_url)
+    runtime = build_runtime(write_config(f"""
+        [hub]
+        default_destinations = ["amo_main"]
+        dedup_window_minutes = 0
+        [sources.site_form]
+        plugin = "webform"
+        [destinations.amo_main]
+        plugin = "amocrm"
+        base_url = "{amo.base_url}"
+        access_token = "{TOKEN}"
+        timeout_s = 2
+    """))
+    yield runtime
+    runtime.close()
+
+
+def deliveries(rt: Runtime) -> list[Any]:
+    with rt.reader.connect() as conn:
+        return list(conn.execute(select(t.deliveries).order_by(t.deliveries.c.id)))
+
+
+def new_leads(rt: Runtime, start: int, n: int) -> set[str]:
+    for i in range(start, start + n):
+        ingest(rt, form(f"name=Lead+{i}&phone=%2B7916{i:07d}"))
+    process_received(rt)
+    return {d.id for d in deliveries(rt) if d.status == "pending"}
+
+
+def answering_destination(rt: Runtime, amo: FakeAmoCRM) -> None:
+    """One lead delivered: the destination has answered lately."""
+    new_leads(rt, 0, 1)
+    assert drain(rt, "amo_main").delivered == 1
+    amo.clear_records()
+
+
+def test_a_batch_whose_lookup_failed_once_is_delivered_on_its_next_quick_try(
+    rt: Runtime, amo: FakeAmoCRM,
+) -> None:
+    answering_destination(rt, amo)
+    batch = new_leads(rt, 1, 5)
+    now = max(d.next_attempt_at for d in deliveries(rt))
+
+    # attempt 1: amoCRM creates the five deals, then answers 500 (we cannot know they landed)
+    amo.faults(1.0, ("500",), after_ratio=1.0, paths=(COMPLEX,))
+    drain(rt, "amo_main", clock=lambda: now)
+    rows = [d for d in deliveries(rt) if d.id in batch]
+    assert {(d.status, d.attempts, d.uncertain) for d in rows} == {("failed", 1, True)}
+    assert len({d.next_attempt_at for d in rows}) == 1, "the batch falls due together"
+    gap = rows[0].next_attempt_at - now
+    assert QUICK_STEP_S * (1 - JITTER) <= gap <= QUICK_STEP_S * (1 + JITTER), gap
+    assert len(amo.leads) == 6
+
+    # attempt 2: the look-up fails once; nothing is sent, one quick try is spent
+    amo.faults(1.0, ("500",), after_ratio=0.0, methods=("GET",))
+    amo.clear_records()
+    now = rows[0].next_attempt_at
+    drain(rt, "amo_main", clock=lambda: now)
+    assert [r.method for r in amo.requests] == ["GET"]
+    rows = [d for d in deliveries(rt) if d.id in batch]
+    assert {(d.status, d.attempts, d.uncertain) for d in rows} == {("failed", 2, True)}
+    assert len({d.next_attempt_at for d in rows}) == 1
+    gap = rows[0].next_attempt_at - now
+    assert 2 * QUICK_STEP_S * (1 - JITTER) <= gap <= 2 * QUICK_STEP_S * (1 + JITTER), gap
+
+    # attempt 3: one look-up finds all five deals; nothing is created again
+    amo.no_faults()
+    amo.clear_records()
+    now = rows[0].next_attempt_at
+    stats = drain(rt, "amo_main", clock=lambda: now)
+    assert stats.delivered == 5
+    assert [(r.method, r.path) for r in amo.requests] == [("GET", "/api/v4/leads")]
+    assert len(amo.leads) == 6
+    markers = amo.leads_by_marker("lh:")
+    assert len(markers) == 6 and all(len(ids) == 1 for ids in markers.values())
+    assert {d.external_id for d in deliveries(rt) if d.id in batch} == {
+        str(ids[0]) for m, ids in markers.items()
+        if m.split(":")[1] in {d.lead_id for d in deliveries(rt) if d.id in batch}
+    }
+
+
+def test_a_destination_that_never_answers_backs_off_exponentially(
+    rt: Runtime, amo: FakeAmoCRM,
+) -> None:
+    """No success lately: the first failure already waits the long schedule (5 s ± 20 %)."""
+    new_leads(rt, 0, 3)
+    now = max(d.next_attempt_at for d in deliveries(rt))
+    amo.faults(1.0, ("500",), after_ratio=0.0)
+    drain(rt, "amo_main", clock=lambda: now)
+    rows = deliveries(rt)
+    assert {(d.status, d.attempts) for d in rows} == {("failed", 1)}
+    gap = rows[0].next_attempt_at - now
+    assert 5 * (1 - JITTER) <= gap <= 5 * (1 + JITTER), gap
+
+
+def test_a_blocked_account_pauses_the_destination(rt: Runtime, amo: FakeAmoCRM) -> None:
+    """amoCRM's 403 "blocked for exceeding the request rate": nobody sends for minutes."""
+    answering_destination(rt, amo)
+    batch = new_leads(rt, 1, 3)
+    now = max(d.next_attempt_at for d in deliveries(rt))
+    amo.block(600)
+    drain(rt, "amo_main", clock=lambda: now)
+    assert len(amo.requests) == 1  # the refused request, nothing after it
+    rows = [d for d in deliveries(rt) if d.id in batch]
+    assert {d.status for d in rows} == {"failed"}
+    assert all(d.next_attempt_at - now >= 60 for d in rows), "retried at the normal pace"
+    assert breaker_open(rt, "amo_main")
+    # while paused, the sweeper does not wake it and a drain that runs anyway sends nothing
+    assert "amo_main" not in sweep(rt).drains
+    amo.clear_records()
+    later = min(d.next_attempt_at for d in rows)
+    assert drain(rt, "amo_main", clock=lambda: later).delivered == 0
+    assert amo.requests == []
+    # the block is over (an admin may retry at once): the items go and land once
+    amo.unblock()
+    rt.redis.delete("leadhub:breaker:amo_main")
+    assert drain(rt, "amo_main", clock=lambda: later).delivered == 3
+    assert len(amo.leads) == 4
