@@ -21,6 +21,8 @@ from plugins.amocrm import AmoCRMConfig, AmoCRMDestination
 TOKEN = "long-lived-token"
 COMPLEX = "/api/v4/leads/complex"
 NOTES = "/api/v4/leads/notes"
+FIELDS = "/api/v4/leads/custom_fields"
+LEADS = "/api/v4/leads"
 
 
 def make_lead(n: int, **extra: Any) -> Lead:
@@ -63,6 +65,11 @@ def amo(fake: FakeAmoCRM, tmp_path: Path) -> Iterator[AmoCRMDestination]:
     dest.close()
 
 
+def by_name(entity: dict[str, Any], name: str) -> list[Any]:
+    return [v["value"] for cf in entity["custom_fields_values"] or [] if cf["field_name"] == name
+            for v in cf["values"]]
+
+
 def values(entity: dict[str, Any], code: str) -> list[Any]:
     return [v["value"] for cf in entity["custom_fields_values"] or [] if cf["field_code"] == code
             for v in cf["values"]]
@@ -76,13 +83,17 @@ def test_a_batch_is_one_complex_call_with_a_deal_and_contact_each(
     assert [o.error for o in outcomes] == [None] * 3
     assert len(fake.requests_to("POST", COMPLEX)) == 1
     assert len(fake.requests_to("POST", NOTES)) == 1  # the comments, all in one request
-    by_marker = fake.leads_by_tag()
+    # First use: the marker fields are looked up and created, once.
+    assert len(fake.requests_to("GET", FIELDS)) == 1
+    assert len(fake.requests_to("POST", FIELDS)) == 1
+    by_marker = fake.leads_by_marker()
     for n, outcome in enumerate(outcomes):
         assert by_marker[f"lh:{n}:amo_main"] == [int(outcome.external_id or 0)]
         deal = next(d for d in fake.leads if d["id"] == int(outcome.external_id or 0))
         assert deal["name"] == f"Data analyst course — Иван {n}"
         assert (deal["pipeline_id"], deal["responsible_user_id"]) == (7000001, 1001)
-        assert {t["name"] for t in deal["_embedded"]["tags"]} == {"leadhub", f"lh:{n}:amo_main"}
+        assert [t["name"] for t in deal["_embedded"]["tags"]] == ["leadhub"]  # a label only
+        assert by_name(deal, "LeadHub key") == [f"lh:{n}:amo_main"]
         assert values(deal, "UTM_SOURCE") == ["yandex"] and values(deal, "YCLID") == ["123"]
         assert values(deal, "UTM_CAMPAIGN") == ["spring"]
         (contact,) = fake.contacts_of(deal["id"])
@@ -97,10 +108,12 @@ def test_a_batch_is_one_complex_call_with_a_deal_and_contact_each(
 def test_with_a_comment_field_a_batch_costs_one_request(fake: FakeAmoCRM, tmp_path: Path) -> None:
     field_id = fake.account.add_field("leads", "Комментарий", "textarea")
     dest = destination(fake, tmp_path, comment_field_id=field_id)
+    dest.marker_fields()  # first use only: found or created, then kept in data_dir
+    fake.clear_records()
     outcomes = dest.deliver([item(n) for n in range(50)])
     assert all(o.external_id and o.error is None for o in outcomes)
     assert [r.path for r in fake.requests] == [COMPLEX]
-    assert "Перезвоните" in fake.leads[0]["custom_fields_values"][-1]["values"][0]["value"]
+    assert "Перезвоните" in by_name(fake.leads[0], "Комментарий")[0]
     assert dest.counts_own_requests  # each request takes a slot of the shared 7/s
     assert dest.effective_limits().requests_per_second == 7
 
@@ -111,16 +124,15 @@ def test_lookup_finds_a_delivered_lead_and_nothing_else(amo: AmoCRMDestination) 
     assert amo.lookup(item(2)) is None
 
 
-def test_the_marker_can_also_live_in_a_text_field(fake: FakeAmoCRM, tmp_path: Path) -> None:
-    field_id = fake.account.add_field("leads", "LeadHub", "text")
+def test_the_marker_can_live_in_the_admins_own_field(fake: FakeAmoCRM, tmp_path: Path) -> None:
+    field_id = fake.account.add_field("leads", "Наш ключ", "text")
     amo = destination(fake, tmp_path, marker_field_id=field_id, tag="")
     (outcome,) = amo.deliver([item(1)])
     (deal,) = fake.leads
-    assert [t["name"] for t in deal["_embedded"]["tags"]] == ["lh:1:amo_main"]
-    assert ["lh:1:amo_main"] in [[v["value"] for v in cf["values"]]
-                                 for cf in deal["custom_fields_values"]]
-    with fake.lock:  # a CRM that does not search tags still finds the field
-        fake.account.leads[deal["id"]]["_embedded"]["tags"] = []
+    assert deal["_embedded"]["tags"] == []
+    assert by_name(deal, "Наш ключ") == ["lh:1:amo_main"]
+    names = [f["name"] for f in fake.lead_fields()]
+    assert "LeadHub key" not in names and names.count("LeadHub attempt") == 1
     assert amo.lookup(item(1)) == outcome.external_id
 
 
@@ -138,7 +150,7 @@ def test_an_uncertain_failure_then_lookup_creates_no_second_deal(
     retry.uncertain = True
     found = amo.lookup(retry)  # what the engine does before re-sending an uncertain item
     assert found is not None
-    assert fake.leads_by_tag() == {"lh:1:amo_main": [int(found)]}
+    assert fake.leads_by_marker() == {"lh:1:amo_main": [int(found)]}
     assert len(fake.leads) == 1 and len(fake.contacts) == 1
 
 
@@ -151,7 +163,7 @@ def test_a_fault_before_the_effect_is_found_missing_and_delivered_once(
     fake.no_faults()
     assert amo.lookup(item(1)) is None
     (outcome,) = amo.deliver([item(1)])
-    assert fake.leads_by_tag() == {"lh:1:amo_main": [int(outcome.external_id or 0)]}
+    assert fake.leads_by_marker() == {"lh:1:amo_main": [int(outcome.external_id or 0)]}
 
 
 def test_429_is_rate_limited_with_retry_after(tmp_path: Path) -> None:
@@ -292,7 +304,7 @@ def test_chaos_every_lead_becomes_exactly_one_deal(tmp_path: Path) -> None:
         assert not pending
         faults = [r.fault for r in fake.requests if r.fault]
         assert "timeout:after" in faults and "500:after" in faults
-        assert {k: len(v) for k, v in fake.leads_by_tag().items()} == {
+        assert {k: len(v) for k, v in fake.leads_by_marker().items()} == {
             f"lh:{n}:amo_main": 1 for n in range(20)}
         assert sorted(int(v) for v in delivered.values()) == sorted(d["id"] for d in fake.leads)
         amo.close()

@@ -1,4 +1,4 @@
-"""HTTP to the amoCRM API v4: authentication and the mapping of failures to ``hub.errors``.
+r"""HTTP to the amoCRM API v4: authentication and the mapping of failures to ``hub.errors``.
 
 Two ways to authenticate (reference §1): a long-lived token, or OAuth. With OAuth the
 access token lives 24 h and each refresh token works once, so every rotation is written
@@ -8,9 +8,17 @@ rotated by another uses that instead of burning a refresh token twice.
 
 Failure mapping: 429 → ``RateLimited`` (with ``Retry-After`` when sent); 5xx, timeouts
 and broken connections after the request left → ``RetryableError(uncertain=True)`` for
-writes; connection failures before sending → ``RetryableError``; 401/402/403 →
-``RetryableError`` (an admin can fix credentials or billing without losing leads);
-400 → ``AmoValidationError`` (permanent) with the API's ``validation-errors``.
+writes; connection failures before sending → ``RetryableError``; 401/402 and a 403 with
+a JSON body (code 113: the IP is not allowed; or missing rights) → ``RetryableError`` (an
+admin can fix credentials, billing or the IP list without losing leads); a 403 whose body
+is not JSON, or says the account is blocked → ``DestinationPaused``: amoCRM blocks an
+account "for repeatedly exceeding the number of requests per second" with a 403 (amoCRM's
+error list as clients keep it: "403 — Аккаунт заблокирован, за неоднократное превышение
+количества запросов в секунду", dotzero/amocrm-php ``AmoCRM\Exception``, whose tests map a
+403 with a non-JSON body to exactly that; reference §1 (a2): "stop sending and wait
+(minutes)"). The block's length is not documented: ``Retry-After`` when sent, else
+``BLOCK_PAUSE_S``. 400 → ``AmoValidationError`` (permanent) with the API's
+``validation-errors``.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ from typing import Any
 
 import httpx
 
-from hub.errors import PermanentError, RateLimited, RetryableError
+from hub.errors import DestinationPaused, PermanentError, RateLimited, RetryableError
 
 try:
     import fcntl
@@ -38,6 +46,10 @@ except ImportError:  # pragma: no cover - Windows: workers share tokens within o
 
 log = logging.getLogger(__name__)
 EARLY_REFRESH_S = 300  # refresh this long before the access token expires
+#: How long to stop sending after amoCRM's 403 "account blocked": the docs give no length
+#: (NOT confirmed), and a few minutes is what they ask for ("wait", reference §1 (a2)).
+BLOCK_PAUSE_S = 300.0
+BLOCKED_WORDS = ("blocked", "заблокирован")
 
 
 class AmoValidationError(PermanentError):
@@ -173,9 +185,15 @@ class AmoClient:
         if status >= 500:
             raise RetryableError(f"{where}: {status} {_excerpt(response)}",
                                  uncertain=method != "GET")
+        if status == 403 and _account_blocked(response):
+            pause = _retry_after(response) or BLOCK_PAUSE_S
+            raise DestinationPaused(
+                f"{where}: 403, the account is blocked for exceeding the request rate; "
+                f"pausing {pause:.0f} s: {_excerpt(response)}", pause_s=pause)
         if status in (401, 402, 403):
             reason = {401: "the token is invalid or expired", 402: "the account is not paid",
-                      403: "access denied (IP not allowed or the user lacks rights)"}[status]
+                      403: "access denied (IP not allowed, code 113, or the user lacks "
+                           "rights)"}[status]
             raise RetryableError(f"{where}: {status}, {reason}: {_excerpt(response)}")
         if status == 400:
             errors = _json_or_none(response)
@@ -238,6 +256,14 @@ def _retry_after(response: httpx.Response) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         return None
+
+
+def _account_blocked(response: httpx.Response) -> bool:
+    """A 403 for the request rate: its body is no JSON (a JSON 403 names the IP, code 113,
+    or missing rights), or it says "blocked"."""
+    text = response.text.lower()
+    return (not isinstance(_json_or_none(response), dict)
+            or any(word in text for word in BLOCKED_WORDS))
 
 
 def _json_or_none(response: httpx.Response) -> Any:

@@ -1,9 +1,10 @@
 """How a LeadHub lead becomes an amoCRM deal, contact, company and note (pure functions).
 
-Our idempotency marker ``lh:<idempotency key>`` goes into the deal as a tag (and into a
-text field when ``marker_field_id`` is set), so a later ``GET /api/v4/leads?query=lh:...``
-finds a deal an uncertain attempt may have created;
-a note on an existing deal carries the marker in its text for the same reason.
+Our idempotency marker ``lh:<idempotency key>`` goes into a text custom field of the deal
+("LeadHub key"), and the attempt marker ``lha:<attempt id>`` into a second one ("LeadHub
+attempt"), so a later look-up finds a deal an uncertain attempt may have created (see
+``plugin``: amoCRM's ``query`` searches field values, never tags); a note on an existing
+deal carries the marker in its text for the same reason.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ CHANNEL_TITLES = {"form": "Заявка", "email": "Письмо", "messenger": 
 
 
 def attempt_marker(attempt_id: str) -> str:
-    """The tag shared by the deals of one delivery attempt (one ``leads/complex`` call)."""
+    """The value shared by the deals of one delivery attempt (one ``leads/complex`` call)."""
     return f"lha:{attempt_id}"
 
 
@@ -120,9 +121,10 @@ def comment_text(lead: Lead) -> str:
 def complex_lead(
     item: DeliveryItem, request_id: str, *, tag: str, pipeline_id: int | None,
     status_id: int | None, comment_field_id: int | None, inn_field_id: int | None,
-    marker_field_id: int | None = None,
+    key_field_id: int, attempt_field_id: int | None = None,
 ) -> dict[str, Any]:
-    """One element of a ``POST /api/v4/leads/complex`` body."""
+    """One element of a ``POST /api/v4/leads/complex`` body; the markers go into the text
+    fields ``key_field_id`` (``lh:<key>``) and ``attempt_field_id`` (``lha:<attempt>``)."""
     lead = item.lead
     user = responsible_user(lead)
     body: dict[str, Any] = {"name": deal_name(lead), "request_id": request_id}
@@ -136,17 +138,15 @@ def complex_lead(
     comment = comment_text(lead)
     if comment_field_id is not None and comment:
         fields.append({"field_id": comment_field_id, "values": [{"value": comment}]})
-    if marker_field_id is not None:
-        fields.append({"field_id": marker_field_id, "values": [{"value": marker(item)}]})
-    if fields:
-        body["custom_fields_values"] = fields
-    tags = [{"name": tag}] if tag else []
-    if item.attempt_id:  # one look-up finds every deal of an interrupted batch
-        tags.append({"name": attempt_marker(item.attempt_id)})
-    embedded: dict[str, Any] = {
-        "tags": [*tags, {"name": marker(item)}],
-        "contacts": [contact_body(lead, user)],
-    }
+    fields.append({"field_id": key_field_id, "values": [{"value": marker(item)}]})
+    if item.attempt_id and attempt_field_id is not None:
+        # One look-up finds every deal of an interrupted batch.
+        fields.append({"field_id": attempt_field_id,
+                       "values": [{"value": attempt_marker(item.attempt_id)}]})
+    body["custom_fields_values"] = fields
+    embedded: dict[str, Any] = {"contacts": [contact_body(lead, user)]}
+    if tag:  # a visible label only: amoCRM cannot search or filter deals by tag
+        embedded["tags"] = [{"name": tag}]
     if lead.company:
         company: dict[str, Any] = {"name": lead.company}
         inn = lead.fields.get("inn")

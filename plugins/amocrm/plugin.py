@@ -5,19 +5,42 @@ Requests per ``deliver`` call (at most 2):
 - one ``POST /api/v4/leads/notes`` when the batch has duplicates (a note on the deal each
   repeats) or new leads with a comment (message, page, messengers, call…) and no
   ``comment_field_id`` to hold it.
-``lookup`` costs one ``GET``. OAuth adds ``POST /oauth2/access_token`` once a day and a
-resend after a 401. Every request takes a slot from the hub's shared limiter first
-(``counts_own_requests``), so however a call is made up, amoCRM sees at most 7 requests/s.
+``lookup`` costs one ``GET``, and ``lookup_many`` one per interrupted batch, when
+amoCRM's ``query`` works. OAuth adds ``POST /oauth2/access_token`` once a day and a resend
+after a 401; the first use adds finding (or creating) the marker fields (``fields``). Every
+request takes a slot from the hub's shared limiter first (``counts_own_requests``), so
+however a call is made up, amoCRM sees at most 7 requests/s.
 
-Exactly once: every deal carries the tag ``lh:<idempotency key>`` (and, with
-``marker_field_id``, the same text in a field); after an uncertain failure the engine
-calls ``lookup``, which finds it with ``GET /api/v4/leads?query=``. A 400 creates nothing:
-the invalid leads of a batch die, the others are retried without them.
+Exactly once: amoCRM has no idempotency key, and it cannot find a deal by tag (``query``
+"searches the entity's filled fields", the name and field values; there is no filter by
+tag: reference §1 (a2), amocrm/amocrm-api-php issue #474). So every deal carries
+``lh:<idempotency key>`` in the text field "LeadHub key" (or the admin's own field,
+``marker_field_id``), and ``lha:<attempt id>`` in "LeadHub attempt" (``attempt_field_id``).
+Two fields rather than one holding both: each value is then the whole value of its field,
+so it can be matched exactly, by a client and by amoCRM's field filter alike. After an
+uncertain failure the engine calls ``lookup``/``lookup_many``, which look for the marker
+in three ways, each checked client-side for the exact field value:
+
+1. ``GET /api/v4/leads?query=<marker>``: one request. ``query`` is documented as "will be
+   deprecated soon"; when amoCRM rejects it (400) or ignores it (rows that do not even
+   contain the marker come back), it is not used again for ``REPROBE_S``;
+2. ``filter[custom_fields_values][<field id>][0]=<marker>&order[created_at]=desc``:
+   filtering is an alpha feature some accounts lack, and those ignore the filter and list
+   everything (amocrm-api-php issue #71). Rows without the marker show that: the answer is
+   then read as the first page of step 3;
+3. the newest deals (``order[created_at]=desc``, 250 a page, ``SCAN_PAGES`` pages): a deal
+   an uncertain attempt created is recent, but one older than the newest 500 deals is not
+   found this way.
+
+Tags are a visible label only (``tag``). A 400 creates nothing: the invalid leads of a
+batch die, the others are retried without them; a 400 on a stored marker field id (the
+field was deleted) makes the destination find or create the field again and resend once.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, ClassVar, Self
 
@@ -35,6 +58,7 @@ from hub.connectors import (
 )
 from hub.errors import DeliveryError, PermanentError, RetryableError
 from plugins.amocrm.client import AmoClient, AmoValidationError, OAuthSettings
+from plugins.amocrm.fields import ATTEMPT_FIELD, KEY_FIELD, FieldFile, MarkerFields, resolve
 from plugins.amocrm.mapping import (
     MARKER_PREFIX,
     attempt_marker,
@@ -46,6 +70,9 @@ from plugins.amocrm.mapping import (
 
 log = logging.getLogger(__name__)
 OAUTH_KEYS = ("client_id", "client_secret", "refresh_token", "redirect_uri")
+REPROBE_S = 3600.0  # a refused query or filter is tried again after this long
+SCAN_PAGES = 2  # newest deals read when neither query nor filter works (250 a page)
+LEADS = "/api/v4/leads"
 
 
 def _given(value: str | SecretStr | None) -> bool:
@@ -72,13 +99,17 @@ class AmoCRMConfig(DestinationConfig):
                            "the tax id (INN); an id also fills it on new companies.")
     timeout_s: float = Field(default=10, gt=0, description="HTTP timeout in seconds.")
     tag: str = Field(default="leadhub", description="Tag on every deal LeadHub creates "
-                     "(empty: none; the lh:<key> marker tag is always set).")
+                     "(empty: none); a visible label only, LeadHub never finds deals by it.")
     comment_field_id: int | None = Field(
         default=None, description="Id of a text(area) deal field for the lead's message, page "
         "and extra fields; unset, they go into a note (a second request).")
     marker_field_id: int | None = Field(
-        default=None, description="Id of a text deal field that also receives the lh:<key> "
-        "marker LeadHub finds deals by (the tag always does; a field is searched for sure).")
+        default=None, description="Id of your own text deal field for the lh:<key> marker "
+        "LeadHub finds deals by; unset, LeadHub finds or creates the field \"LeadHub key\".")
+    attempt_field_id: int | None = Field(
+        default=None, description="Id of your own text deal field for the lha:<attempt> "
+        "marker (one look-up per interrupted batch); unset, LeadHub finds or creates the "
+        "field \"LeadHub attempt\".")
 
     @field_validator("base_url")
     @classmethod
@@ -118,6 +149,8 @@ class AmoCRMDestination(Destination[AmoCRMConfig]):
     counts_own_requests: ClassVar[bool] = True
 
     _client: AmoClient | None = None
+    _fields: MarkerFields | None = None
+    _refused: dict[str, float] | None = None  # "query"/"filter" → not used until then
 
     def client(self) -> AmoClient:
         if self._client is None:
@@ -134,6 +167,27 @@ class AmoCRMDestination(Destination[AmoCRMConfig]):
         if self._client is not None:
             self._client.close()
             self._client = None
+
+    # ------------------------------------------------------------ marker fields
+
+    def marker_fields(self, *, stale: MarkerFields | None = None) -> MarkerFields:
+        """The ids of the fields holding the markers; see ``fields``. ``stale``: ids the API
+        has rejected, to be found (or created) again."""
+        if self._fields is not None and stale is None:
+            return self._fields
+        cfg = self.config
+        wanted = [name for name, override in ((KEY_FIELD, cfg.marker_field_id),
+                                              (ATTEMPT_FIELD, cfg.attempt_field_id))
+                  if override is None]
+        ids: dict[str, int] = {}
+        if wanted:
+            file = FieldFile(self.context.data_dir / "amocrm" / f"{self.name}.fields.json",
+                             cfg.base_url)
+            old = {KEY_FIELD: stale.key, ATTEMPT_FIELD: stale.attempt} if stale else None
+            ids = resolve(self.client(), file, wanted, stale=old)
+        self._fields = MarkerFields(key=cfg.marker_field_id or ids[KEY_FIELD],
+                                    attempt=cfg.attempt_field_id or ids[ATTEMPT_FIELD])
+        return self._fields
 
     # ------------------------------------------------------------ deliver
 
@@ -166,17 +220,24 @@ class AmoCRMDestination(Destination[AmoCRMConfig]):
     def _create_deals(
         self, items: list[DeliveryItem], outcomes: dict[str, DeliveryOutcome],
     ) -> list[tuple[DeliveryItem, int]]:
-        cfg = self.config
-        inn_field_id = int(cfg.inn_field) if cfg.inn_field.isdigit() else None
-        body = [complex_lead(item, str(i), tag=cfg.tag, pipeline_id=cfg.pipeline_id,
-                             status_id=cfg.status_id, comment_field_id=cfg.comment_field_id,
-                             inn_field_id=inn_field_id, marker_field_id=cfg.marker_field_id)
-                for i, item in enumerate(items)]
+        fields = self.marker_fields()
+        body = self._complex_body(items, fields)
+        client = self.client()
         try:
-            answer = self.client().request("POST", "/api/v4/leads/complex", json_body=body)
+            answer = client.request("POST", "/api/v4/leads/complex", json_body=body)
         except AmoValidationError as exc:
-            _spread_validation(exc, items, outcomes)
-            return []
+            if not self._rejects_marker_field(exc, body, fields):
+                _spread_validation(exc, items, outcomes)
+                return []
+            # Our stored field is gone (deleted by an admin?): find or create it again and
+            # resend; a 400 created nothing.
+            log.warning("amoCRM rejected a LeadHub marker field; finding it again: %s", exc)
+            body = self._complex_body(items, self.marker_fields(stale=fields))
+            try:
+                answer = client.request("POST", "/api/v4/leads/complex", json_body=body)
+            except AmoValidationError as again:
+                _spread_validation(again, items, outcomes)
+                return []
         created: list[tuple[DeliveryItem, int]] = []
         by_request = _by_request_id(answer)
         for i, item in enumerate(items):
@@ -188,6 +249,37 @@ class AmoCRMDestination(Destination[AmoCRMConfig]):
             outcomes[item.delivery_id].external_id = str(row["id"])
             created.append((item, row["id"]))
         return created
+
+    def _complex_body(self, items: list[DeliveryItem], fields: MarkerFields) -> list[Any]:
+        cfg = self.config
+        inn_field_id = int(cfg.inn_field) if cfg.inn_field.isdigit() else None
+        return [complex_lead(item, str(i), tag=cfg.tag, pipeline_id=cfg.pipeline_id,
+                             status_id=cfg.status_id, comment_field_id=cfg.comment_field_id,
+                             inn_field_id=inn_field_id, key_field_id=fields.key,
+                             attempt_field_id=fields.attempt)
+                for i, item in enumerate(items)]
+
+    def _rejects_marker_field(
+        self, exc: AmoValidationError, body: list[Any], fields: MarkerFields,
+    ) -> bool:
+        """Whether the 400 names, at ``custom_fields_values.<n>.field_id``, a field LeadHub
+        found or created itself (an admin's own field id is the admin's to fix)."""
+        ours = set()
+        if self.config.marker_field_id is None:
+            ours.add(fields.key)
+        if self.config.attempt_field_id is None:
+            ours.add(fields.attempt)
+        for rid, errors in exc.by_request_id().items():
+            if not rid.isdigit() or int(rid) >= len(body):
+                continue
+            values = body[int(rid)].get("custom_fields_values") or []
+            for error in errors:
+                path = str(error.get("path", "")).split(".")
+                if (len(path) == 3 and path[0] == "custom_fields_values" and path[1].isdigit()
+                        and path[2] == "field_id" and int(path[1]) < len(values)
+                        and values[int(path[1])].get("field_id") in ours):
+                    return True
+        return False
 
     def _add_notes(
         self, notes: list[tuple[DeliveryItem, int, str]], outcomes: dict[str, DeliveryOutcome],
@@ -222,8 +314,9 @@ class AmoCRMDestination(Destination[AmoCRMConfig]):
     # ------------------------------------------------------------ lookup
 
     def lookup(self, item: DeliveryItem) -> str | None:
-        """The deal an earlier attempt created (by its marker tag), or the deal a duplicate's
-        note was written on (by the marker in the note); None when there is none."""
+        """The deal an earlier attempt created (by the marker in its "LeadHub key" field), or
+        the deal a duplicate's note was written on (by the marker in the note); None when
+        there is none."""
         mark = marker(item)
         client = self.client()
         original = item.duplicate_of_external_id
@@ -235,14 +328,14 @@ class AmoCRMDestination(Destination[AmoCRMConfig]):
             notes = _embedded(answer, "notes")
             found = any(mark in str((n.get("params") or {}).get("text", "")) for n in notes)
             return original if found else None
-        answer = client.request("GET", "/api/v4/leads", params={"query": mark, "limit": 250})
-        ids = [lead["id"] for lead in _embedded(answer, "leads") if _carries(lead, mark)]
+        ids = [lead["id"] for lead in self._find(mark, attempt=False)]
         return str(min(ids)) if ids else None
 
     def lookup_many(self, items: list[DeliveryItem]) -> dict[str, str]:
-        """One ``GET`` per interrupted batch: its deals share the tag ``lha:<attempt>``
-        (≤ 50 deals, one page), matched back to items by their ``lh:<key>`` tags. An item
-        no attempt ever sent cannot be there; a duplicate's note is looked up one by one."""
+        """One ``GET`` per interrupted batch (normally): its deals share ``lha:<attempt>`` in
+        the attempt field (≤ 50 deals, one page) and are matched back to items by their
+        ``lh:<key>``. An item no attempt ever sent cannot be there; a duplicate's note is
+        looked up one by one."""
         found: dict[str, str] = {}
         by_attempt: dict[str, list[DeliveryItem]] = {}
         for item in items:
@@ -252,26 +345,94 @@ class AmoCRMDestination(Destination[AmoCRMConfig]):
                     found[item.delivery_id] = ext
             elif item.previous_attempt_id:
                 by_attempt.setdefault(item.previous_attempt_id, []).append(item)
-        client = self.client()
         for attempt, group in by_attempt.items():
-            mark = attempt_marker(attempt)
-            answer = client.request("GET", "/api/v4/leads", params={"query": mark, "limit": 250})
             deal_of: dict[str, int] = {}
-            for lead in _embedded(answer, "leads"):
-                if mark not in _tag_names(lead):
-                    continue
-                for name in _tag_names(lead):
-                    if name.startswith(MARKER_PREFIX) and isinstance(lead.get("id"), int):
-                        deal_of[name] = min(lead["id"], deal_of.get(name, lead["id"]))
+            for lead in self._find(attempt_marker(attempt), attempt=True):
+                for value in _field_values(lead):
+                    if value.startswith(MARKER_PREFIX):
+                        deal_of[value] = min(lead["id"], deal_of.get(value, lead["id"]))
             for item in group:
                 if marker(item) in deal_of:
                     found[item.delivery_id] = str(deal_of[marker(item)])
         return found
 
+    # ------------------------------------------------------------ finding deals by marker
 
-def _tag_names(lead: dict[str, Any]) -> list[str]:
-    tags = (lead.get("_embedded") or {}).get("tags") or []
-    return [str(t.get("name")) for t in tags if isinstance(t, dict)]
+    def _find(self, mark: str, *, attempt: bool) -> list[dict[str, Any]]:
+        """Deals with a field whose value is exactly ``mark``; see the module docstring."""
+        client = self.client()
+        if self._usable("query"):
+            try:
+                answer = client.request("GET", LEADS, params={"query": mark, "limit": 250})
+            except AmoValidationError as exc:
+                self._refuse("query", f"rejected: {exc}")
+            else:
+                rows = _leads(answer)
+                if all(_mentions(lead, mark) for lead in rows):
+                    return [lead for lead in rows if _carries(lead, mark)]
+                self._refuse("query", "ignored (deals without the marker came back)")
+        matches: list[dict[str, Any]] = []
+        first_page = 1
+        if self._usable("filter"):
+            fields = self.marker_fields()
+            field_id = fields.attempt if attempt else fields.key
+            params: dict[str, Any] = {f"filter[custom_fields_values][{field_id}][0]": mark,
+                                      "order[created_at]": "desc", "limit": 250}
+            try:
+                answer = client.request("GET", LEADS, params=params)
+            except AmoValidationError as exc:
+                self._refuse("filter", f"rejected: {exc}")
+            else:
+                rows = _leads(answer)
+                if all(_carries(lead, mark) for lead in rows):
+                    return rows
+                # Ignored: these are the newest deals, the first page of the scan below.
+                self._refuse("filter", "ignored (deals without the marker came back)")
+                matches = [lead for lead in rows if _carries(lead, mark)]
+                if not _has_next(answer):
+                    return matches
+                first_page = 2
+        for page in range(first_page, SCAN_PAGES + 1):
+            answer = client.request("GET", LEADS, params={
+                "order[created_at]": "desc", "limit": 250, "page": page})
+            matches += [lead for lead in _leads(answer) if _carries(lead, mark)]
+            if not _has_next(answer):
+                break
+        return matches
+
+    def _usable(self, way: str) -> bool:
+        until = (self._refused or {}).get(way)
+        return until is None or time.monotonic() >= until
+
+    def _refuse(self, way: str, why: str) -> None:
+        log.warning("amoCRM %s %s: finding deals without it for %.0f s", way, why, REPROBE_S)
+        self._refused = {**(self._refused or {}), way: time.monotonic() + REPROBE_S}
+
+
+def _leads(answer: Any) -> list[dict[str, Any]]:
+    return [lead for lead in _embedded(answer, "leads") if isinstance(lead.get("id"), int)]
+
+
+def _has_next(answer: Any) -> bool:
+    return isinstance(answer, dict) and "next" in (answer.get("_links") or {})
+
+
+def _field_values(lead: dict[str, Any]) -> list[str]:
+    return [str(v.get("value")) for cf in lead.get("custom_fields_values") or []
+            if isinstance(cf, dict) for v in cf.get("values") or [] if isinstance(v, dict)]
+
+
+def _carries(lead: dict[str, Any], mark: str) -> bool:
+    """The exact marker as the value of a field (``query`` matches more than that)."""
+    return mark in _field_values(lead)
+
+
+def _mentions(lead: dict[str, Any], mark: str) -> bool:
+    """Whether a ``query`` could have matched the deal at all: its id, or the marker inside
+    its name or a field value. A deal that fails this shows the query was ignored."""
+    needle = mark.lower()
+    texts = [str(lead.get("name") or ""), *_field_values(lead)]
+    return str(lead["id"]) == mark or any(needle in text.lower() for text in texts)
 
 
 def _embedded(answer: Any, key: str) -> list[dict[str, Any]]:
@@ -279,15 +440,6 @@ def _embedded(answer: Any, key: str) -> list[dict[str, Any]]:
         return []
     rows = (answer.get("_embedded") or {}).get(key) or []
     return [row for row in rows if isinstance(row, dict)]
-
-
-def _carries(lead: dict[str, Any], mark: str) -> bool:
-    """``query=`` matches substrings anywhere: insist on the exact marker, tag or field."""
-    tags = (lead.get("_embedded") or {}).get("tags") or []
-    if any(isinstance(t, dict) and t.get("name") == mark for t in tags):
-        return True
-    return any(isinstance(v, dict) and v.get("value") == mark
-               for cf in lead.get("custom_fields_values") or [] for v in cf.get("values") or [])
 
 
 def _by_request_id(answer: Any) -> dict[str, dict[str, Any]]:
