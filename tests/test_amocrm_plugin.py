@@ -4,7 +4,9 @@ after uncertain failures, error mapping, OAuth rotation and notes for duplicates
 from __future__ import annotations
 
 import json
+import multiprocessing
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,10 +15,11 @@ import pytest
 from pydantic import ValidationError
 
 from hub.connectors import ConnectorContext, DeliveryItem
-from hub.errors import PermanentError, RateLimited, RetryableError
+from hub.errors import DestinationPaused, PermanentError, RateLimited, RetryableError
 from hub.models import Lead
 from hub.testing import FakeAmoCRM, serving
 from plugins.amocrm import AmoCRMConfig, AmoCRMDestination
+from plugins.amocrm.fields import MarkerFields
 
 TOKEN = "long-lived-token"
 COMPLEX = "/api/v4/leads/complex"
@@ -327,3 +330,215 @@ def test_one_lookup_finds_every_deal_of_an_interrupted_batch(
     for i in retry:
         i.previous_attempt_id = "other"
     assert amo.lookup_many(retry) == {}
+
+
+# ---------------------------------------------------------------- finding deals by marker
+
+
+def lookups(fake: FakeAmoCRM) -> list[str]:
+    """The GETs on the leads list, as ``query``/``filter``/``page<n>``."""
+    out = []
+    for r in fake.requests_to("GET", LEADS):
+        if "query" in r.query:
+            out.append("query")
+        elif any(k.startswith("filter[") for k in r.query):
+            out.append("filter")
+        else:
+            out.append(f"page{r.q('page') or 1}")
+    return out
+
+
+def add_other_deals(fake: FakeAmoCRM, n: int) -> None:
+    """Deals a manager made by hand, newer than LeadHub's (same second, higher ids)."""
+    with fake.lock:
+        for i in range(n):
+            fake.account.create_lead({"name": f"Звонок {i}"}, [])
+
+
+@pytest.mark.parametrize(("query_mode", "filter_mode", "expected"), [
+    ("on", "on", ["query"]),
+    ("rejected", "on", ["query", "filter"]),
+    ("ignored", "on", ["query", "filter"]),
+    ("rejected", "rejected", ["query", "filter", "page1"]),
+    ("ignored", "ignored", ["query", "filter"]),  # the ignored filter's answer is page 1
+    ("rejected", "ignored", ["query", "filter"]),
+])
+def test_every_fallback_finds_the_deal_and_nothing_is_created_twice(
+    tmp_path: Path, query_mode: str, filter_mode: str, expected: list[str],
+) -> None:
+    with FakeAmoCRM(rate_limit=1000, query_mode=query_mode, filter_mode=filter_mode) as fake:
+        amo = destination(fake, tmp_path)
+        (first,) = amo.deliver([item(1)])
+        add_other_deals(fake, 5)
+        fake.clear_records()
+        retry = item(1)
+        retry.uncertain = True
+        assert amo.lookup(retry) == first.external_id
+        assert lookups(fake) == expected
+        assert amo.lookup(item(2)) is None  # never sent: nothing found, nothing made up
+        (second,) = amo.deliver([item(2)])
+        assert amo.lookup(item(2)) == second.external_id
+        assert {k: len(v) for k, v in fake.leads_by_marker().items()} == {
+            "lh:1:amo_main": 1, "lh:2:amo_main": 1}
+        # A refused way is not tried again for a while: one request per look-up again.
+        fake.clear_records()
+        amo.lookup(item(1))
+        assert len(lookups(fake)) == 1
+        amo.close()
+
+
+def test_without_query_and_filter_the_newest_deals_are_read_page_by_page(
+    tmp_path: Path,
+) -> None:
+    with FakeAmoCRM(rate_limit=1000, query_mode="ignored", filter_mode="ignored") as fake:
+        amo = destination(fake, tmp_path)
+        (first,) = amo.deliver([item(1)])
+        add_other_deals(fake, 260)  # our deal is now on the second page of the newest
+        fake.clear_records()
+        assert amo.lookup(item(1)) == first.external_id
+        assert lookups(fake) == ["query", "filter", "page2"]
+        fake.clear_records()
+        assert amo.lookup(item(7)) is None
+        assert lookups(fake) == ["page1", "page2"]  # SCAN_PAGES, then it gives up
+        amo.close()
+
+
+def test_a_deal_lost_in_an_uncertain_batch_is_found_with_one_request(
+    fake: FakeAmoCRM, tmp_path: Path,
+) -> None:
+    amo = destination(fake, tmp_path, timeout_s=0.5)
+    batch = [item(n) for n in range(10)]
+    for i in batch:
+        i.attempt_id = "att7"
+    fake.faults(ratio=1.0, kinds=("timeout",), after_ratio=1.0, hang_s=2, paths=[COMPLEX])
+    with pytest.raises(RetryableError) as raised:
+        amo.deliver(batch)
+    assert raised.value.uncertain
+    fake.no_faults()
+    amo.close()
+    fake.clear_records()
+    restarted = destination(fake, tmp_path)  # another worker: field ids come from data_dir
+    retry = [item(n) for n in range(10)]
+    for i in retry:
+        i.uncertain, i.previous_attempt_id, i.attempt_id = True, "att7", "att8"
+    found = restarted.lookup_many(retry)
+    assert len(fake.requests) == 1  # one GET for the whole batch
+    assert sorted(found) == [f"d{n}" for n in range(10)]
+    assert {int(v) for v in found.values()} == {d["id"] for d in fake.leads}
+    restarted.close()
+
+
+def test_the_lookup_needs_the_exact_field_value(fake: FakeAmoCRM, amo: AmoCRMDestination) -> None:
+    amo.deliver([item(12)])
+    with fake.lock:  # a deal whose name merely contains another lead's marker
+        fake.account.create_lead({"name": "lh:1:amo_main (copy)"}, [])
+    assert amo.lookup(item(1)) is None
+
+
+def _start_and_deliver(base_url: str, data_dir: str, n: int) -> str | None:
+    config = AmoCRMConfig(plugin="amocrm", base_url=base_url, access_token=TOKEN)
+    dest = AmoCRMDestination(config, ConnectorContext("amo_main", Path(data_dir)))
+    try:
+        return dest.deliver([item(n)])[0].external_id
+    finally:
+        dest.close()
+
+
+def test_two_processes_starting_together_create_each_field_once(
+    fake: FakeAmoCRM, tmp_path: Path,
+) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(2) as pool:
+        results = pool.starmap(_start_and_deliver,
+                               [(fake.base_url, str(tmp_path), n) for n in range(2)])
+    assert all(results)
+    names = [f["name"] for f in fake.lead_fields()]
+    assert names.count("LeadHub key") == 1 and names.count("LeadHub attempt") == 1
+    assert len(fake.requests_to("POST", FIELDS)) == 1
+    stored = json.loads((tmp_path / "amocrm" / "amo_main.fields.json").read_text())
+    assert set(stored["fields"]) == {"LeadHub key", "LeadHub attempt"}
+
+
+def test_two_instances_starting_together_create_each_field_once(
+    fake: FakeAmoCRM, tmp_path: Path,
+) -> None:
+    dests = [destination(fake, tmp_path) for _ in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = list(pool.map(lambda d: d[1].deliver([item(d[0])]), enumerate(dests)))
+    assert all(o[0].external_id for o in outcomes)
+    assert len(fake.requests_to("POST", FIELDS)) == 1
+    assert len(fake.requests_to("GET", FIELDS)) == 1
+    assert len({d.marker_fields() for d in dests}) == 1
+    for d in dests:
+        d.close()
+
+
+def test_existing_fields_are_found_by_name_across_pages(fake: FakeAmoCRM, tmp_path: Path) -> None:
+    for i in range(300):
+        fake.account.add_field("leads", f"Поле {i}", "text")
+    key = fake.account.add_field("leads", "LeadHub key", "text")
+    attempt = fake.account.add_field("leads", "LeadHub attempt", "text")
+    amo = destination(fake, tmp_path)
+    assert amo.marker_fields() == MarkerFields(key=key, attempt=attempt)
+    assert len(fake.requests_to("GET", FIELDS)) == 2  # 250 a page
+    assert fake.requests_to("POST", FIELDS) == []
+
+
+def test_a_deleted_field_is_found_or_created_again(fake: FakeAmoCRM, tmp_path: Path) -> None:
+    amo = destination(fake, tmp_path)
+    amo.deliver([item(1)])
+    old = amo.marker_fields()
+    with fake.lock:  # an admin deletes the field; amoCRM then rejects its id with a 400
+        del fake.account.fields["leads"][old.key]
+    (outcome,) = amo.deliver([item(2)])
+    assert outcome.error is None and outcome.external_id
+    new = amo.marker_fields()
+    assert new.key != old.key and new.attempt == old.attempt
+    stored = json.loads((tmp_path / "amocrm" / "amo_main.fields.json").read_text())
+    assert stored["fields"]["LeadHub key"] == new.key
+    other = destination(fake, tmp_path)  # another process reads the new id
+    assert other.marker_fields() == new
+    assert amo.lookup(item(2)) == outcome.external_id
+
+
+def test_an_unknown_field_id_of_the_admin_stays_a_permanent_error(
+    fake: FakeAmoCRM, tmp_path: Path,
+) -> None:
+    amo = destination(fake, tmp_path, marker_field_id=999)
+    (outcome,) = amo.deliver([item(1)])
+    assert isinstance(outcome.error, PermanentError) and "field_id" in str(outcome.error)
+    assert fake.leads == []
+
+
+# ---------------------------------------------------------------- 403
+
+
+def test_403_account_blocked_pauses_the_destination(fake: FakeAmoCRM, amo: AmoCRMDestination) -> None:
+    amo.marker_fields()
+    fake.block(60)
+    with pytest.raises(DestinationPaused) as raised:
+        amo.deliver([item(1)])
+    assert raised.value.pause_s == 300 and not raised.value.uncertain
+    with pytest.raises(DestinationPaused):
+        amo.lookup(item(1))
+    fake.unblock()
+    assert amo.deliver([item(1)])[0].external_id
+
+
+def test_403_ip_not_allowed_stays_retryable(fake: FakeAmoCRM, amo: AmoCRMDestination) -> None:
+    fake.deny_ip()
+    with pytest.raises(RetryableError) as raised:
+        amo.deliver([item(1)])
+    assert not isinstance(raised.value, DestinationPaused)
+    assert "113" in str(raised.value)
+
+
+def test_a_client_over_the_limit_gets_blocked_and_paused(tmp_path: Path) -> None:
+    with FakeAmoCRM(rate_limit=1, auto_block_after_429s=3) as fake:
+        amo = destination(fake, tmp_path, marker_field_id=1, attempt_field_id=2)
+        amo.lookup(item(1))
+        for _ in range(3):
+            with pytest.raises(RateLimited):
+                amo.lookup(item(1))
+        with pytest.raises(DestinationPaused):
+            amo.lookup(item(1))
