@@ -6,14 +6,26 @@ Each request carries a Standard Webhooks signature (``webhook-id``, ``webhook-ti
 ``Idempotency-Key`` equal to the delivery's stable key: a receiver that deduplicates on
 it sees a retried delivery as the same message. The receiver is the one that can
 deduplicate, so there is no lookup.
+
+One lead is one request, but the engine leases ``BATCH_SIZE`` leads at a time and
+``deliver`` sends them concurrently: one lead per lease capped a worker at about 9
+leads/s and spent most of a core on per-lead leases and commits (issue 7). A receiver
+documents no rate, so by default there is none; the hub slows down when the receiver
+says it is struggling instead (``InFlightWindow``). An admin who knows a rate sets
+``requests_per_second``; every request then takes a slot shared by all workers.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from email.utils import parsedate_to_datetime
+from typing import Any, ClassVar, Literal
 
 import httpx
 from pydantic import AnyHttpUrl, Field, SecretStr
@@ -31,49 +43,202 @@ from hub.connectors import (
 from hub.errors import PermanentError, RateLimited, RetryableError
 from hub.standard_webhooks import sign
 
+log = logging.getLogger("leadhub.webhook")
+
+BATCH_SIZE = 50  # leads per lease: one lease and one record transaction per 50 leads
+START_WINDOW = 16  # requests in flight before the receiver has shown what it takes
+GRACE_S = 2.0  # a request started late in a batch still gets this long (see ``deliver``)
+MAX_HOLD_S = 60.0  # the longest a 429 holds this process back (the engine's cap too)
+
+Signal = Literal["grow", "shrink", "keep"]
+
 
 class WebhookConfig(DestinationConfig):
     url: AnyHttpUrl = Field(description="Where each lead is POSTed as JSON.")
     signing_secret: SecretStr | None = Field(
         default=None, description="Standard Webhooks secret (whsec_...); signs every request."
     )
-    timeout_s: float = Field(default=10.0, gt=0, le=120)
-    requests_per_second: float = Field(default=10.0, gt=0, description="The receiver's limit.")
+    timeout_s: float = Field(
+        default=10.0, gt=0, le=120,
+        description="HTTP timeout of one request, in seconds; one batch of leads also ends "
+                    "within it (plus 2 s), so a slow receiver gets the rest later.",
+    )
+    requests_per_second: float | None = Field(
+        default=None, gt=0,
+        description="The receiver's documented rate limit, never exceeded across all workers. "
+                    "Unset: no fixed rate; the hub sends fewer requests at once on 429 and 5xx.",
+    )
+    max_in_flight: int = Field(
+        default=32, ge=1, le=256,
+        description="Most requests in flight at once from one worker process; the hub starts "
+                    "at 16 (or this, if lower) and adapts between 1 and this to the receiver.",
+    )
 
 
 def retry_after_s(response: httpx.Response) -> float | None:
+    """``Retry-After`` in seconds: a number or an HTTP date; None when absent or unreadable."""
     value = response.headers.get("retry-after")
     if value is None:
         return None
     try:
         return max(0.0, float(value))
     except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
         return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+class InFlightWindow:
+    """How many requests may be in flight to one receiver: AIMD, shared by threads.
+
+    It starts at ``start`` and grows by one per success ("slow start") until the receiver
+    first struggles; from then on by one per window's worth of successes, since +1 per
+    success doubles the window every round trip and would undo a halving within one.
+    A 429, 408, 5xx, timeout or broken connection halves it (never below 1), once per
+    round: requests that were already in flight when it halved, and fail the same way,
+    are the same overload and do not halve it again. ``hold`` stops new requests for a
+    while (a 429's ``Retry-After``).
+    """
+
+    def __init__(self, start: int, ceiling: int) -> None:
+        self.ceiling = ceiling
+        self._limit = float(max(1, min(start, ceiling)))
+        self._threshold = float(ceiling)  # below it, slow start
+        self._in_flight = 0
+        self._generation = 0  # bumped by each halving
+        self._hold_until = 0.0
+        self._cond = threading.Condition()
+
+    @property
+    def limit(self) -> int:
+        with self._cond:
+            return int(self._limit)
+
+    def held_for(self) -> float:
+        """Seconds left of a hold; 0.0 when there is none."""
+        with self._cond:
+            return max(0.0, self._hold_until - time.monotonic())
+
+    def acquire(self, end: float) -> int | None:
+        """Wait for a place in the window; its generation (for ``release``), or None when
+        none frees (or a hold lasts) until ``end`` (``time.monotonic()``)."""
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                if now >= end or self._hold_until >= end:
+                    return None
+                if now < self._hold_until:
+                    self._cond.wait(self._hold_until - now)
+                elif self._in_flight < int(self._limit):
+                    self._in_flight += 1
+                    return self._generation
+                else:
+                    self._cond.wait(end - now)
+
+    def release(self, generation: int, signal: Signal) -> None:
+        """Give the place back, with what the request said about the receiver."""
+        with self._cond:
+            self._in_flight -= 1
+            if signal == "grow":
+                step = 1.0 if self._limit < self._threshold else 1.0 / self._limit
+                self._limit = min(float(self.ceiling), self._limit + step)
+            elif signal == "shrink" and generation == self._generation:
+                self._limit = max(1.0, self._limit / 2)
+                self._threshold = self._limit
+                self._generation += 1
+            self._cond.notify_all()
+
+    def hold(self, seconds: float) -> None:
+        """Start no request for ``seconds``."""
+        with self._cond:
+            self._hold_until = max(self._hold_until, time.monotonic() + seconds)
+            self._cond.notify_all()
 
 
 class WebhookDestination(Destination[WebhookConfig]):
     """POST each lead as JSON to a URL, signed (Standard Webhooks), with an idempotency key."""
 
     Config = WebhookConfig
-    limits: ClassVar[Limits] = Limits(requests_per_second=10, batch_size=1)
+    limits: ClassVar[Limits] = Limits(requests_per_second=None, batch_size=BATCH_SIZE)
+    counts_own_requests: ClassVar[bool] = True
 
     def __init__(self, config: WebhookConfig, context: ConnectorContext) -> None:
         super().__init__(config, context)
-        self.client = httpx.Client(timeout=config.timeout_s, follow_redirects=False)
+        size = config.max_in_flight
+        self.client = httpx.Client(
+            timeout=config.timeout_s, follow_redirects=False,
+            limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+        )
+        self.window = InFlightWindow(START_WINDOW, size)
+        self._pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix=f"webhook-{context.name}")
 
     def effective_limits(self) -> Limits:
-        base = Limits(self.config.requests_per_second, 1, 1)
-        low = self.config.rate_limit_per_s
-        return base if low is None else Limits(min(low, base.requests_per_second), 1, 1)
+        """No fixed rate unless ``requests_per_second`` or ``rate_limit_per_s`` sets one.
+
+        With a rate, a batch holds no more leads than the rate lets go in half of
+        ``timeout_s``, so a throttled batch still ends within its time (see ``deliver``).
+        """
+        rates = [r for r in (self.config.requests_per_second, self.config.rate_limit_per_s) if r]
+        if not rates:
+            return Limits(None, BATCH_SIZE, 1)
+        rate = min(rates)
+        return Limits(rate, max(1, min(BATCH_SIZE, int(rate * self.config.timeout_s / 2))), 1)
 
     def deliver(self, items: list[DeliveryItem]) -> list[DeliveryOutcome]:
-        return [self._send(item) for item in items]
+        """POST every item, up to the window's number at once; one outcome per item, in order.
 
-    def _send(self, item: DeliveryItem) -> DeliveryOutcome:
+        A request's failure is that item's outcome, never the batch's. The batch ends
+        within ``timeout_s`` + ``GRACE_S`` of the call, inside the lease the engine took
+        for it (``timeout_s`` + 5 s): no request starts after ``timeout_s``, and one
+        started late gets only what is left of that (but at least ``GRACE_S``). Items
+        not started by then, or held back by a 429, fail without being sent.
+        """
+        end = time.monotonic() + self.config.timeout_s
+        started: list[Future[DeliveryOutcome] | DeliveryOutcome] = []
+        for item in items:
+            generation = self.window.acquire(end)
+            if generation is None:
+                started.append(DeliveryOutcome(item.delivery_id, error=self._not_sent()))
+                continue
+            try:
+                self.context.throttle()
+            except Exception as exc:  # the shared limiter is unreachable: send nothing more
+                self.window.release(generation, "keep")
+                log.warning("%s: throttle failed: %s", self.name, exc)
+                error = RetryableError(f"not sent: rate limiter failed: {exc}", uncertain=False)
+                started.append(DeliveryOutcome(item.delivery_id, error=error))
+                continue
+            if time.monotonic() >= end:  # the throttle held us past the batch's time
+                self.window.release(generation, "keep")
+                started.append(DeliveryOutcome(item.delivery_id, error=self._not_sent()))
+                continue
+            started.append(self._pool.submit(self._send, item, generation, end))
+        return [s if isinstance(s, DeliveryOutcome) else s.result() for s in started]
+
+    def _not_sent(self) -> RetryableError:
+        held = self.window.held_for()
+        if held > 0:
+            return RateLimited("not sent: the receiver asked to wait (429)", held)
+        return RetryableError("not sent: the batch ran out of time (slow receiver)", uncertain=False)
+
+    def _send(self, item: DeliveryItem, generation: int, end: float) -> DeliveryOutcome:
+        signal: Signal = "keep"
+        try:
+            outcome, signal = self._post(item, end)
+            return outcome
+        finally:
+            self.window.release(generation, signal)
+
+    def _post(self, item: DeliveryItem, end: float) -> tuple[DeliveryOutcome, Signal]:
         payload = item.lead.to_json_dict()
         if item.duplicate_of_external_id:
             payload["duplicate_of_external_id"] = item.duplicate_of_external_id
-        body = json.dumps(payload, ensure_ascii=False)
+        body = json.dumps(payload, ensure_ascii=False).encode()
         headers = {
             "content-type": "application/json",
             "idempotency-key": item.idempotency_key,
@@ -83,24 +248,41 @@ class WebhookDestination(Destination[WebhookConfig]):
         if self.config.signing_secret is not None:
             headers.update(
                 sign(self.config.signing_secret.get_secret_value(), item.idempotency_key,
-                     datetime.now(UTC), body.encode())
+                     datetime.now(UTC), body)
             )
+        timeout = min(self.config.timeout_s, max(GRACE_S, end + GRACE_S - time.monotonic()))
+        failed = _failed(item)
         try:
-            r = self.client.post(str(self.config.url), content=body.encode(), headers=headers)
-        except httpx.ConnectError as exc:
-            raise RetryableError(f"cannot connect: {exc}", uncertain=False) from exc
-        except httpx.HTTPError as exc:
-            raise RetryableError(f"{type(exc).__name__}: {exc}", uncertain=True) from exc
+            r = self.client.post(str(self.config.url), content=body, headers=headers, timeout=timeout)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # nothing was sent
+            return failed(RetryableError(f"cannot connect: {exc}", uncertain=False)), "shrink"
+        except httpx.TimeoutException as exc:
+            # cut short by the batch's time, not the receiver's slowness: no signal
+            cut = timeout < self.config.timeout_s
+            return (failed(RetryableError(f"{type(exc).__name__}: {exc}", uncertain=True)),
+                    "keep" if cut else "shrink")
+        except httpx.HTTPError as exc:  # a reset or broken answer, maybe after it was taken
+            return failed(RetryableError(f"{type(exc).__name__}: {exc}", uncertain=True)), "shrink"
         if r.is_success:
-            return DeliveryOutcome(item.delivery_id, external_id=_external_id(r) or item.idempotency_key)
+            external_id = _external_id(r) or item.idempotency_key
+            return DeliveryOutcome(item.delivery_id, external_id=external_id), "grow"
         if r.status_code == 429:
-            raise RateLimited("receiver says 429", retry_after_s(r))
-        if r.status_code >= 500 or r.status_code in (408, 409, 423, 425):
-            raise RetryableError(f"HTTP {r.status_code}", uncertain=True)
-        raise PermanentError(f"HTTP {r.status_code}: {r.text[:200]}")
+            wait = retry_after_s(r)
+            self.window.hold(min(1.0 if wait is None else wait, MAX_HOLD_S))
+            return failed(RateLimited("receiver says 429", wait)), "shrink"
+        if r.status_code >= 500 or r.status_code == 408:
+            return failed(RetryableError(f"HTTP {r.status_code}", uncertain=True)), "shrink"
+        if r.status_code in (409, 423, 425):  # about this request, not the receiver's load
+            return failed(RetryableError(f"HTTP {r.status_code}", uncertain=True)), "keep"
+        return failed(PermanentError(f"HTTP {r.status_code}: {r.text[:200]}")), "keep"
 
     def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
         self.client.close()
+
+
+def _failed(item: DeliveryItem) -> Callable[[Exception], DeliveryOutcome]:
+    return lambda error: DeliveryOutcome(item.delivery_id, error=error)
 
 
 def _external_id(r: httpx.Response) -> str | None:
