@@ -168,7 +168,7 @@ def test_complex_answers_a_bare_array_and_stores_the_deal(
     assert isinstance(answer, list)
     assert [row["request_id"] for row in answer] == [["a"], ["b"]]
     assert all(row["merged"] is False and row["contact_id"] for row in answer)
-    found = http.get("/api/v4/leads", params={"query": "lh:a", "with": "contacts"})
+    found = http.get("/api/v4/leads", params={"query": "Deal a", "with": "contacts"})
     assert found.headers["content-type"] == "application/hal+json"
     (lead,) = found.json()["_embedded"]["leads"]
     assert lead["id"] == answer[0]["id"]
@@ -252,3 +252,124 @@ def test_oauth_refresh_tokens_are_single_use() -> None:
         assert httpx.get(f"{amo.base_url}/api/v4/leads", headers=headers).status_code == 204
         amo.expire_access_tokens()
         assert httpx.get(f"{amo.base_url}/api/v4/leads", headers=headers).status_code == 401
+
+
+# ---------------------------------------------------------------- finding deals
+
+
+def text_field(http: httpx.Client, name: str) -> int:
+    r = http.post("/api/v4/leads/custom_fields", json=[{"name": name, "type": "text"}])
+    assert r.status_code == 200
+    return int(r.json()["_embedded"]["custom_fields"][0]["id"])
+
+
+def with_marker(rid: str, field_id: int, value: str) -> dict[str, Any]:
+    lead = complex_lead(rid)
+    lead["custom_fields_values"].append({"field_id": field_id, "values": [{"value": value}]})
+    return lead
+
+
+def leads_of(r: httpx.Response) -> list[str]:
+    return [] if r.status_code == 204 else [d["name"] for d in r.json()["_embedded"]["leads"]]
+
+
+def test_query_never_finds_a_deal_by_tag_but_by_a_field_value(http: httpx.Client) -> None:
+    fid = text_field(http, "LeadHub key")
+    http.post("/api/v4/leads/complex", json=[complex_lead("tagged"),
+                                               with_marker("fielded", fid, "lh:42:amo")])
+    tag_only = http.get("/api/v4/leads", params={"query": "lh:tagged"})
+    assert (tag_only.status_code, tag_only.content) == (204, b"")  # tags are not fields
+    assert leads_of(http.get("/api/v4/leads", params={"query": "lh:42:amo"})) == ["Deal fielded"]
+    assert leads_of(http.get("/api/v4/leads", params={"query": "deal FIELDED"})) == ["Deal fielded"]
+
+
+def test_custom_fields_are_listed_in_pages_and_created(http: httpx.Client) -> None:
+    first = http.get("/api/v4/leads/custom_fields")
+    assert first.headers["content-type"] == "application/hal+json"
+    listed = first.json()["_embedded"]["custom_fields"]
+    assert {f["type"] for f in listed} == {"tracking_data"}  # every account has these
+    r = http.post("/api/v4/leads/custom_fields",
+                  json=[{"name": "LeadHub key", "type": "text"}, {"name": "B", "type": "text"}])
+    body = r.json()
+    assert (r.status_code, body["_total_items"]) == (200, 2)
+    created = body["_embedded"]["custom_fields"]
+    assert [(f["name"], f["type"], f["request_id"], f["entity_type"]) for f in created] == [
+        ("LeadHub key", "text", "0", "leads"), ("B", "text", "1", "leads")]
+    page = http.get("/api/v4/leads/custom_fields", params={"limit": 5})
+    assert "next" in page.json()["_links"] and len(page.json()["_embedded"]["custom_fields"]) == 5
+    last = http.get("/api/v4/leads/custom_fields", params={"limit": 5, "page": 3})
+    assert [f["name"] for f in last.json()["_embedded"]["custom_fields"]] == ["LeadHub key", "B"]
+    assert http.get("/api/v4/leads/custom_fields", params={"limit": 5, "page": 4}).status_code == 204
+
+
+def test_invalid_fields_are_400_and_create_nothing(amo: FakeAmoCRM, http: httpx.Client) -> None:
+    before = len(amo.lead_fields())
+    r = http.post("/api/v4/leads/custom_fields",
+                  json=[{"name": "ok", "type": "text"}, {"name": "", "type": "nope"}])
+    assert r.status_code == 400 and r.headers["content-type"] == "application/problem+json"
+    (entry,) = r.json()["validation-errors"]
+    assert entry["request_id"] == "1"
+    assert {e["path"] for e in entry["errors"]} == {"name", "type"}
+    assert len(amo.lead_fields()) == before
+
+
+def test_an_unknown_field_id_in_a_deal_is_rejected(amo: FakeAmoCRM, http: httpx.Client) -> None:
+    r = http.post("/api/v4/leads/complex", json=[with_marker("x", 12345, "lh:1")])
+    assert r.status_code == 400
+    (entry,) = r.json()["validation-errors"]
+    assert entry["errors"][0] == {"code": "NotSupportedChoice",
+                                  "path": "custom_fields_values.1.field_id",
+                                  "detail": "The value you selected is not a valid choice."}
+    assert amo.leads == []
+
+
+def test_filter_by_field_value_and_order(amo: FakeAmoCRM, http: httpx.Client) -> None:
+    fid = text_field(http, "LeadHub key")
+    http.post("/api/v4/leads/complex", json=[with_marker(str(i), fid, f"lh:{i % 2}")
+                                             for i in range(4)])
+    for key in (f"filter[custom_fields_values][{fid}][]", f"filter[custom_fields_values][{fid}][0]"):
+        assert leads_of(http.get("/api/v4/leads", params={key: "lh:1"})) == ["Deal 1", "Deal 3"]
+    assert leads_of(http.get("/api/v4/leads", params={
+        f"filter[custom_fields_values][{fid}][0]": "lh:"})) == []  # the whole value
+    newest = http.get("/api/v4/leads", params={"order[created_at]": "desc"})
+    assert leads_of(newest) == ["Deal 3", "Deal 2", "Deal 1", "Deal 0"]
+    assert leads_of(http.get("/api/v4/leads", params={"order[id]": "asc"}))[0] == "Deal 0"
+    assert http.get("/api/v4/leads", params={"order[name]": "asc"}).status_code == 400
+    assert amo.leads_by_marker() == {"lh:0": [amo.leads[0]["id"], amo.leads[2]["id"]],
+                                     "lh:1": [amo.leads[1]["id"], amo.leads[3]["id"]]}
+
+
+@pytest.mark.parametrize("mode", ["ignored", "rejected"])
+def test_query_and_filter_can_be_switched_off(mode: str) -> None:
+    with FakeAmoCRM(rate_limit=1000, query_mode=mode, filter_mode=mode) as amo, \
+            httpx.Client(base_url=amo.base_url, headers=AUTH) as http:
+        fid = text_field(http, "LeadHub key")
+        http.post("/api/v4/leads/complex", json=[with_marker(str(i), fid, f"lh:{i}")
+                                                 for i in range(3)])
+        by_query = http.get("/api/v4/leads", params={"query": "lh:1"})
+        by_filter = http.get("/api/v4/leads",
+                             params={f"filter[custom_fields_values][{fid}][0]": "lh:1"})
+        if mode == "ignored":  # the whole list comes back, as if nothing had been asked
+            assert leads_of(by_query) == leads_of(by_filter) == ["Deal 0", "Deal 1", "Deal 2"]
+        else:
+            assert by_query.status_code == by_filter.status_code == 400
+            assert "validation-errors" in by_query.json()
+
+
+def test_a_blocked_account_gets_403_with_a_non_json_body(amo: FakeAmoCRM, http: httpx.Client) -> None:
+    amo.block(0.5)
+    r = http.get("/api/v4/leads")
+    assert r.status_code == 403
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(r.text)
+    time.sleep(0.6)
+    assert http.get("/api/v4/leads").status_code == 204
+
+
+def test_a_client_that_keeps_sending_over_the_limit_is_blocked() -> None:
+    with FakeAmoCRM(auto_block_after_429s=3, auto_block_s=60) as amo, \
+            httpx.Client(base_url=amo.base_url, headers=AUTH) as http:
+        codes = [http.get("/api/v4/leads/pipelines").status_code for _ in range(11)]
+        assert codes == [200] * 7 + [429] * 3 + [403]
+        time.sleep(1.05)  # the rate window is clear, the block is not
+        assert http.get("/api/v4/leads/pipelines").status_code == 403
