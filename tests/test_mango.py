@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,7 +15,15 @@ from pydantic import ValidationError
 
 from hub.connectors import ConnectorContext, InboundRequest
 from hub.errors import AuthError, ParseError
-from plugins.mango import SUMMARY_SEQ, MangoConfig, MangoSource, leadhub_register_connectors
+from plugins.mango import (
+    LEG_SEQ_BASE,
+    RECORDING_SEQ,
+    SUMMARY_SEQ,
+    UNTIMED_LEG_SEQ,
+    MangoConfig,
+    MangoSource,
+    leadhub_register_connectors,
+)
 from tests.call_hub import CallHub, call_hub, pause
 from tests.conftest import ConfigWriter
 from tests.payload_loader import load_meta, load_request, payload_names
@@ -108,7 +117,8 @@ def test_appeared_names_the_caller_the_line_and_the_tracking_number() -> None:
     assert call.call_id == "MzYxNTQ3NTI2Mjo0MDE="  # entry_id: all legs make one call
     assert (call.direction, call.from_number, call.to_number) == ("inbound", "79161234567", "74951234567")
     assert call.tracking_number == "74951234567"
-    assert call.seq == 1  # "seq": "1" as a string in the doc's example
+    # "timestamp": "1764061200" as a string in the doc's example; seq: earlier ranks higher
+    assert call.seq == LEG_SEQ_BASE - 1764061200
     assert call.started_at == datetime.fromtimestamp(1764061200, UTC)
     assert call.answered is None
 
@@ -117,7 +127,8 @@ def test_connected_leg_answers_and_keeps_the_entry_id() -> None:
     [event] = source().parse(request("call_connected"))
     assert event.lead is not None and event.lead.call is not None
     call = event.lead.call
-    assert (call.call_id, call.answered, call.seq) == ("MzYxNTQ3NTI2Mjo0MDE=", True, 2)
+    assert (call.call_id, call.answered) == ("MzYxNTQ3NTI2Mjo0MDE=", True)
+    assert call.seq == LEG_SEQ_BASE - 1764061212  # not the leg's own seq (2)
     assert call.to_number == "74951234567"  # the line, not the employee's SIP address
 
 
@@ -128,6 +139,90 @@ def test_summary_talk_time_is_end_minus_answer() -> None:
     assert (call.answered, call.duration_s, call.seq) == (True, 1764061350 - 1764061212, SUMMARY_SEQ)
     assert call.started_at == datetime.fromtimestamp(1764061200, UTC)
     assert event.lead.fields["mango_disconnect_reason"] == "1110"
+
+
+def test_summary_of_a_call_that_ended_in_the_ivr_is_not_answered() -> None:
+    # entry_result = 1 but talk_time = 0: the caller heard the menu and hung up
+    [event] = source().parse(request("summary_ivr"))
+    assert event.lead is not None and event.lead.call is not None
+    call = event.lead.call
+    assert (call.answered, call.duration_s) == (False, 0)
+    assert call.started_at == datetime(2025, 11, 25, 10, 3, 20, tzinfo=UTC)
+    assert event.lead.phones == ["79267778899"]
+
+
+@pytest.mark.parametrize(("talk_time", "end_time", "entry_result", "answered", "duration"), [
+    (1764061212, 1764061350, 1, True, 138),
+    (1764061212, 1764061350, 0, True, 138),  # talk_time decides, not entry_result
+    ("1764061212", "1764061350", "1", True, 138),  # strings, as Mango types loosely
+    (0, 1764061350, 1, False, 0),  # ended in the IVR
+    (0, 1764061350, 0, False, 0),  # missed
+    (None, 1764061350, 1, False, 0),
+    (1764061212, None, 1, True, None),  # answered; how long is unknown
+    (1764061212, 1764061100, 1, True, None),  # end before answer: no made-up duration
+    (138, 1764061350, 1, True, None),  # not a time of this call: not taken as a duration
+])
+def test_summary_answered_is_talk_time_and_duration_is_end_minus_talk(
+    talk_time: object, end_time: object, entry_result: object, answered: bool, duration: int | None
+) -> None:
+    event = {"entry_id": "E1", "call_direction": 1, "from": {"number": "79161234567"},
+             "line_number": "74951234567", "create_time": 1764061200, "talk_time": talk_time,
+             "end_time": end_time, "entry_result": entry_result}
+    [parsed] = source().parse(request("summary_answered", signed_body(event)))
+    assert parsed.lead is not None and parsed.lead.call is not None
+    assert (parsed.lead.call.answered, parsed.lead.call.duration_s) == (answered, duration)
+
+
+def test_ivr_or_queue_picking_up_does_not_answer_the_call() -> None:
+    for location, answered in (("ivr", None), ("queue", None), ("abonent", True), (None, True)):
+        event = {"entry_id": "E1", "call_id": "L1", "timestamp": 1764061201, "seq": 2,
+                 "call_state": "Connected", "location": location,
+                 "from": {"number": "79161234567"}, "to": {"line_number": "74951234567"}}
+        [parsed] = source().parse(request("call_connected", signed_body(event)))
+        assert parsed.lead is not None and parsed.lead.call is not None
+        assert parsed.lead.call.answered is answered, location
+
+
+def test_times_are_unix_timestamps_and_strings_are_moscow_time() -> None:
+    # 1764061200 is 2025-11-25 09:00:00 UTC = 12:00 in Moscow (the manual's "UTC+3"):
+    # a unix timestamp has no zone, so nothing is shifted by three hours.
+    noon_in_moscow = datetime(2025, 11, 25, 9, 0, tzinfo=UTC)
+    for create_time in (1764061200, "1764061200", 1764061200000, "2025-11-25 12:00:00",
+                        "2025-11-25T12:00:00+03:00", "2025-11-25T09:00:00Z"):
+        event = {"entry_id": "E1", "call_direction": 1, "from": {"number": "79161234567"},
+                 "create_time": create_time, "talk_time": 0, "end_time": 0}
+        [parsed] = source().parse(request("summary_answered", signed_body(event)))
+        assert parsed.lead is not None and parsed.lead.call is not None
+        started = parsed.lead.call.started_at
+        assert started == noon_in_moscow and started.utcoffset() is not None, create_time
+    event = {"entry_id": "E1", "call_direction": 1, "from": {"number": "79161234567"},
+             "create_time": "2025-11-25 12:00:00", "talk_time": "2025-11-25 12:00:12",
+             "end_time": "2025-11-25 12:02:30"}
+    [parsed] = source().parse(request("summary_answered", signed_body(event)))
+    assert parsed.lead is not None and parsed.lead.call is not None
+    assert (parsed.lead.call.answered, parsed.lead.call.duration_s) == (True, 138)
+
+
+def test_leg_events_rank_by_time_across_legs_not_by_the_legs_own_seq() -> None:
+    def seq(event: dict[str, object], path: str = "events/call") -> int:
+        plain = request("call_appeared", signed_body(event))
+        [parsed] = source().parse(InboundRequest(plain.method, plain.source, path, plain.query,
+                                                 plain.headers, plain.body, plain.url))
+        assert parsed.lead is not None and parsed.lead.call is not None
+        assert parsed.lead.call.seq is not None
+        return parsed.lead.call.seq
+
+    base = {"entry_id": "E1", "from": {"number": "79161234567"}, "to": {"line_number": "74951234567"}}
+    ivr_3rd = seq({**base, "call_id": "L1", "seq": 3, "timestamp": 1764061205,
+                   "call_state": "Disconnected"})
+    agent_1st = seq({**base, "call_id": "L2", "seq": 1, "timestamp": 1764061205, "call_state": "Appeared"})
+    ivr_1st = seq({**base, "call_id": "L1", "seq": 1, "timestamp": 1764061200, "call_state": "Appeared"})
+    agent_3rd = seq({**base, "call_id": "L2", "seq": 3, "timestamp": 1764061350,
+                     "call_state": "Disconnected"})
+    untimed = seq({**base, "call_id": "L2", "seq": 2, "call_state": "Connected"})
+    summary = seq({**base, "call_direction": 1, "create_time": 1764061200}, "events/summary")
+    assert summary == SUMMARY_SEQ
+    assert summary > ivr_1st > ivr_3rd == agent_1st > agent_3rd > untimed == UNTIMED_LEG_SEQ > RECORDING_SEQ
 
 
 def test_missed_summary() -> None:
@@ -270,3 +365,97 @@ def test_http_tracking_number_gives_utm_tags(hub: CallHub) -> None:
     lead = hub.lead(r.json()["id"])
     assert lead["utm"]["source"] == "yandex" and lead["utm"]["medium"] == "cpc"
     assert lead["utm"]["campaign"] == "spring"
+
+
+# ------------------------------------------------- legs of one call, in any order
+
+T0 = 1764061200  # 2025-11-25 12:00:00 in Moscow
+
+
+def two_leg_call(entry: str, caller: str) -> dict[str, dict[str, object]]:
+    """A call that goes through the IVR (leg L1) to employee 101 (leg L2), who talks 138 s.
+
+    Mango numbers each leg's events from 1 (``seq``); ``entry_id`` joins the legs."""
+    line = {"line_number": LINE.lstrip("+")}
+    ivr = {"entry_id": entry, "call_id": f"{entry}-L1", "from": {"number": caller},
+           "to": {"number": LINE.lstrip("+"), **line}, "dct": {"number": LINE.lstrip("+"), "type": 2}}
+    agent = {"entry_id": entry, "call_id": f"{entry}-L2",
+             "from": {"number": caller, "taken_from_call_id": f"{entry}-L1"},
+             "to": {"extension": "101", "number": "sip:manager101@vpbx400123456.mangosip.ru", **line},
+             "dct": {"number": LINE.lstrip("+"), "type": 2}}
+    return {
+        "ivr_appeared": {**ivr, "seq": 1, "timestamp": T0, "call_state": "Appeared", "location": "ivr"},
+        "ivr_connected": {**ivr, "seq": 2, "timestamp": T0 + 1, "call_state": "Connected", "location": "ivr"},
+        "ivr_disconnected": {**ivr, "seq": 3, "timestamp": T0 + 5, "call_state": "Disconnected",
+                             "location": "ivr", "disconnect_reason": 1110},
+        "agent_appeared": {**agent, "seq": 1, "timestamp": T0 + 5, "call_state": "Appeared",
+                           "location": "abonent"},
+        "agent_connected": {**agent, "seq": 2, "timestamp": T0 + 12, "call_state": "Connected",
+                            "location": "abonent"},
+        "agent_disconnected": {**agent, "seq": 3, "timestamp": T0 + 150, "call_state": "Disconnected",
+                               "location": "abonent", "disconnect_reason": 1110},
+        "summary": {"entry_id": entry, "call_direction": 1, "from": {"number": caller},
+                    "to": {"extension": "101"}, "line_number": LINE.lstrip("+"), "create_time": T0,
+                    "forward_time": T0 + 5, "talk_time": T0 + 12, "end_time": T0 + 150,
+                    "entry_result": 1, "disconnect_reason": 1110},
+    }
+
+
+LEGS = ["ivr_appeared", "ivr_connected", "ivr_disconnected",
+        "agent_appeared", "agent_connected", "agent_disconnected"]
+_shuffled = random.Random(20251125)
+ORDERS = [
+    LEGS,
+    LEGS[::-1],
+    LEGS[3:] + LEGS[:3],  # the employee's leg (seq 1..3) before the IVR's (seq 1..3)
+    ["ivr_appeared", "agent_appeared", "ivr_connected", "agent_connected",
+     "ivr_disconnected", "agent_disconnected"],  # seq 1, 1, 2, 2, 3, 3
+    ["agent_appeared", "agent_connected", "ivr_appeared", "ivr_disconnected",
+     "agent_disconnected", "ivr_connected"],  # a leg's later Appeared before the call's first
+    *(_shuffled.sample(LEGS, len(LEGS)) for _ in range(3)),
+]
+
+
+def send_call(hub: CallHub, events: dict[str, dict[str, object]], order: list[str]) -> str:
+    ids = set()
+    for name in order:
+        path = "events/summary" if name == "summary" else "events/call"
+        r = hub.send("calls", "mango", "call_appeared", body=signed_body(events[name]), path=path)
+        assert r.status_code == 200, r.text
+        ids.add(r.json().get("id"))
+        pause()
+    assert len(ids - {None}) == 1, (order, ids)
+    [lead_id] = ids - {None}
+    return str(lead_id)
+
+
+def test_http_legs_of_one_call_in_any_order_make_one_right_call_block(hub: CallHub) -> None:
+    for n, order in enumerate(ORDERS):
+        caller = f"7916123{n:04d}"
+        with_summary = [*order[: n % 7], "summary", *order[n % 7:]]  # the summary anywhere
+        for kind, sequence in (("legs", order), ("summary", with_summary)):
+            events = two_leg_call(f"ENTRY-{kind}-{n}", caller)
+            call = hub.lead(send_call(hub, events, sequence))["call"]
+            assert call["direction"] == "inbound", (sequence, call)
+            assert (call["from"], call["to"]) == (f"+{caller}", LINE), (sequence, call)
+            assert call["tracking_number"] == LINE
+            # the call began when it reached the IVR, not when the employee's phone rang
+            assert call["started_at"].startswith("2025-11-25T09:00:00"), (sequence, call)
+            assert call["answered"] is True, (sequence, call)
+            # talk time comes with the summary (0 in the block until then)
+            assert call["duration_s"] == (138 if kind == "summary" else 0), (sequence, call)
+
+
+def test_http_a_call_that_ended_in_the_ivr_is_a_lead_not_answered(hub: CallHub) -> None:
+    ivr_only = ["ivr_appeared", "ivr_connected", "ivr_disconnected", "summary"]
+    for n, order in enumerate([ivr_only, ivr_only[::-1], ["ivr_connected", "summary", "ivr_appeared"]]):
+        events = two_leg_call(f"ENTRY-IVR-{n}", f"7926777{n:04d}")
+        events["summary"].update(forward_time=0, talk_time=0, to={})  # entry_result stays 1
+        call = hub.lead(send_call(hub, events, order))["call"]
+        assert (call["answered"], call["duration_s"]) == (False, 0), (order, call)
+        assert call["started_at"].startswith("2025-11-25T09:00:00")
+    r = hub.send("calls", "mango", "summary_ivr")
+    lead = hub.lead(r.json()["id"])
+    assert lead["call"]["answered"] is False and lead["call"]["duration_s"] == 0
+    assert lead["call"]["started_at"].startswith("2025-11-25T10:03:20")
+    assert lead["contact"]["phones"] == ["+79267778899"]
