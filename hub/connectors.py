@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.parser import BytesParser
@@ -74,20 +75,28 @@ def _no_throttle() -> None:
     return None
 
 
+def _no_slot() -> AbstractContextManager[None]:
+    return nullcontext()
+
+
 @dataclass(frozen=True)
 class ConnectorContext:
     """What the hub hands every connector instance.
 
-    ``throttle`` blocks until one request to this destination may be sent under its
-    limits, shared by every worker process. Destinations that set ``counts_own_requests``
-    call it before each HTTP request they make; for all others the engine takes one slot
-    per ``deliver``/``lookup`` call.
+    ``request_slot()`` is a context manager around one HTTP request to this destination:
+    entering waits until the request may leave under the destination's limits (shared by
+    every worker process), leaving tells the limiter it was answered, which is what makes
+    the limit hold whatever the latency (``hub/engine/limiter.py``). Destinations that set
+    ``counts_own_requests`` wrap each request they make in it; for all others the engine
+    holds one slot per ``deliver``/``lookup`` call. ``throttle()`` is the same for a caller
+    that cannot say when its request is answered.
     """
 
     name: str
     data_dir: Path
     default_region: str = "RU"
     throttle: Callable[[], None] = _no_throttle
+    request_slot: Callable[[], AbstractContextManager[None]] = _no_slot
 
 
 ConfigT = TypeVar("ConfigT", bound=ConnectorConfig)

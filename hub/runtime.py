@@ -8,6 +8,7 @@ runtime of the worker process they run in through ``current()``.
 from __future__ import annotations
 
 import os
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -76,14 +77,18 @@ class Runtime:
 
             def throttle() -> None:
                 limits = made[0].effective_limits()
-                if limits.requests_per_second is None:
-                    # no fixed rate: wait out only a hold the engine placed after a 429
-                    # (``penalize``); an infinite rate books nothing and never waits else
-                    limiter.acquire(name, float("inf"), 1)
-                    return
                 limiter.acquire(name, limits.requests_per_second, limits.burst)
 
-            made.append(cls(spec.config, replace(self.context(name), throttle=throttle)))
+            def request_slot() -> AbstractContextManager[None]:
+                # no fixed rate (None): only a hold the engine placed after a 429 applies
+                dest = made[0]
+                limits = dest.effective_limits()
+                timeout = float(getattr(dest.config, "timeout_s", 30.0) or 30.0)
+                return limiter.slot(name, limits.requests_per_second, limits.burst,
+                                    in_flight_s=timeout * 2 + 5)
+
+            made.append(cls(spec.config, replace(self.context(name), throttle=throttle,
+                                                 request_slot=request_slot)))
             self._destinations[name] = made[0]
         return self._destinations[name]
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -136,17 +137,20 @@ class Drain:
         self.timeout = request_timeout(dest)
         self.horizon = rt.config.hub.retry_horizon_hours * 3600.0
 
-    def take_slot(self) -> None:
-        """One request slot per call, unless the plugin counts its own (or has no fixed rate)."""
-        rate = self.limits.requests_per_second
-        if not self.dest.counts_own_requests and rate:
-            self.limiter.acquire(self.name, rate, self.limits.burst)
+    def slot(self) -> AbstractContextManager[None]:
+        """One request slot around a call, unless the plugin counts its own requests."""
+        if self.dest.counts_own_requests:
+            return nullcontext()
+        return self.dest.context.request_slot()
 
     def run(self, budget_s: float, spread: Callable[[], object] | None, slot: DrainSlot) -> None:
         started = time.monotonic()
+        first = True
         while time.monotonic() - started < budget_s:
-            if breaker_open(self.rt, self.name):  # opened by another drain: stop here too
+            # the job looked before it started; later, another drain may have opened it
+            if not first and breaker_open(self.rt, self.name):
                 return
+            first = False
             now = self.clock()
             attempt = new_id()
             with self.rt.db.begin() as conn:
@@ -207,8 +211,8 @@ class Drain:
             return outcomes, deferred, set()
         mark_sending(self.rt.db, [i.delivery_id for i in todo if i.uncertain],
                      self.clock() + self.timeout * 2 + 10, attempt)
-        self.take_slot()  # after the commit above: the slot is taken when the request leaves
-        result, err = _call(self.dest.deliver, todo)
+        with self.slot():  # after the commit above: the slot is taken when the request leaves
+            result, err = _call(self.dest.deliver, todo)
         if err is not None:
             outcomes += [DeliveryOutcome(i.delivery_id, error=err) for i in todo]
         else:
@@ -222,15 +226,15 @@ class Drain:
         if not uncertain:
             return found, None
         if type(self.dest).lookup_many is not Destination.lookup_many:
-            self.take_slot()
-            many, err = _call(self.dest.lookup_many, uncertain)
+            with self.slot():
+                many, err = _call(self.dest.lookup_many, uncertain)
             if err is not None:
                 return found, err
             if many is not None:  # one look-up answered for the whole batch
                 return {k: str(v) for k, v in many.items() if v}, None
         for item in uncertain:  # the destination looks up one item at a time
-            self.take_slot()
-            ext, err = _call(self.dest.lookup, item)
+            with self.slot():
+                ext, err = _call(self.dest.lookup, item)
             if err is not None:
                 return found, err
             if ext:
@@ -282,7 +286,7 @@ class Drain:
             # look-up sent nothing, and the earlier attempt may still have landed.
             unsure = True if out.delivery_id in unsent else bool(getattr(err, "uncertain", True))
             record.failed.append({**common, "b_status": status, "b_next": next_at,
-                                  "b_uncertain": unsure and status != "dead", "b_error": message})
+                                  "b_uncertain": unsure, "b_error": message})
             if status == "dead":
                 self.stats.dead += 1
                 self.stats.finished.append((row.lead_id, self.name, "dead", None, message))

@@ -1,106 +1,148 @@
 """A requests-per-second limiter shared by every worker process, kept in Redis.
 
-GCRA ("leaky bucket as a meter"): one key per destination holds the theoretical arrival
-time of the next request, on Redis's own clock (Lua scripts, atomic).
+An API such as amoCRM's counts the requests that *arrive* within any one second and
+answers 429 to the eighth. We cannot see arrivals, only when a request left and when its
+answer came back: the arrival lies between the two. So the limiter keeps, per
+destination, a log of the requests of the last window (a sorted set on Redis's clock,
+updated by Lua scripts, atomic across processes): a request in flight counts until it
+is answered, an answered one for a window after its answer. A new request may leave only
+while fewer than ``limit`` requests are in that log, which holds whatever the latency:
+the request it replaces was answered a full window before this one can arrive.
 
-``acquire`` is what senders use: it is granted only when a request may leave *now*, and
-the grant is recorded at that moment; a caller that must wait sleeps and asks again. A
-sender that wakes late (a busy CPU, a slow commit) therefore pushes every later request
-back with it. Booking future slots instead (``reserve``) lets a late request and the
-on-time ones after it reach the API bunched: measured with 4 workers on 2 cores, 8
-requests arrived within 0.92 s at a 7/s "limit" and amoCRM's window answered 429.
+The window is one second with ``limit = ⌊rate⌋`` (smaller rates get a longer window, one
+request each), so the only cost against the documented ceiling is one round trip per
+window: on loopback about 98 % of it. The earlier GCRA limiter spaced grants by
+1 / (rate × 0.92) and still met a 429 now and then when a loaded machine bunched
+arrivals; it could never get past 92 %.
 
-``penalize`` holds every sender back after the API said 429 anyway, so one refusal does
-not become a burst of them.
+``penalize`` holds every sender back after the API said 429 anyway. A slot whose holder
+died (a killed worker) frees itself after ``in_flight_s``.
 """
 
 from __future__ import annotations
 
+import math
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 
 import redis
 
-# KEYS[1] = bucket; ARGV[1] = interval (µs), ARGV[2] = burst tolerance (µs)
-_RESERVE = """
+# KEYS[1] = request log (sorted set: token → µs it stops counting), KEYS[2] = hold (µs)
+# ARGV[1] = limit, ARGV[2] = window (µs), ARGV[3] = token, ARGV[4] = in flight at most (µs)
+# → 0 when the request may leave now (it is logged as in flight), else µs to wait
+_BEGIN = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval = tonumber(ARGV[1])
-local tolerance = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tat < now then tat = now end
-local start = tat - tolerance
-local wait = 0
-if start > now then wait = start - now end
-local new_tat = tat + interval
-redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1000)
+local hold = tonumber(redis.call('GET', KEYS[2]) or '0')
+if hold > now then return hold - now end
+local window = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
+  local until_us = now + tonumber(ARGV[4])
+  redis.call('ZADD', KEYS[1], until_us, ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], math.ceil((until_us + window - now) / 1000) + 1000)
+  return 0
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+local wait = tonumber(oldest[2]) + window - now
+if wait < 1000 then wait = 1000 end
 return wait
 """
 
-# Grant now or say how long to wait; nothing is booked when the answer is "wait".
-_TRY = """
+# No fixed rate: only a hold applies. → µs to wait
+_HOLD = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval = tonumber(ARGV[1])
-local tolerance = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tat < now then tat = now end
-local start = tat - tolerance
-if start > now then return start - now end
-local new_tat = tat + interval
-redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1000)
+local hold = tonumber(redis.call('GET', KEYS[1]) or '0')
+if hold > now then return hold - now end
 return 0
 """
 
-# Nothing may leave for ARGV[1] µs from now (on top of what is already booked).
+# The request was answered: it counts for one window from now.
+_END = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+redis.call('ZADD', KEYS[1], 'XX', now, ARGV[1])
+return 0
+"""
+
+# Nothing may leave for ARGV[1] µs from now (a longer hold already set stays).
 _PENALIZE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 local hold = now + tonumber(ARGV[1])
-if hold > tat then
-  redis.call('SET', KEYS[1], string.format('%d', hold), 'PX', math.ceil((hold - now) / 1000) + 1000)
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if hold > current then
+  redis.call('SET', KEYS[1], string.format('%d', hold), 'PX', math.ceil(tonumber(ARGV[1]) / 1000) + 1000)
 end
 return 0
 """
 
-#: Aim under the documented rate: requests granted on schedule still reach the API
-#: bunched by however late each one leaves (CPU contention on our side, the network, the
-#: API's own queue), and the API counts arrivals. At 0.92, ``rate`` + 1 requests span at
-#: least 1.087 s: 87 ms of such lateness is absorbed (0.96 gave 42 ms, and a loaded
-#: 2-core machine exceeded it: one 429 per few thousand requests).
-SAFETY = 0.92
+DEFAULT_IN_FLIGHT_S = 60.0
+
+
+def window_of(rate_per_s: float, burst: int = 1) -> tuple[int, float]:
+    """``(limit, window seconds)``: at most ``limit`` requests per window, which is one
+    second for rates of one per second and more."""
+    limit = max(1, burst, math.floor(rate_per_s))
+    return limit, limit / rate_per_s
 
 
 class RateLimiter:
     def __init__(self, conn: redis.Redis[bytes]) -> None:
         self.conn = conn
-        self._script = conn.register_script(_RESERVE)
-        self._try = conn.register_script(_TRY)
+        self._begin = conn.register_script(_BEGIN)
+        self._end = conn.register_script(_END)
         self._penalize = conn.register_script(_PENALIZE)
+        self._hold = conn.register_script(_HOLD)
 
     @staticmethod
-    def _args(rate_per_s: float, burst: int) -> list[int]:
-        interval_us = int(1_000_000 / (rate_per_s * SAFETY))
-        return [interval_us, interval_us * max(0, burst - 1)]
+    def _keys(key: str) -> list[str]:
+        return [f"leadhub:rate:{key}", f"leadhub:hold:{key}"]
 
-    def reserve(self, key: str, rate_per_s: float, burst: int = 1) -> float:
-        """Book one request slot; return the seconds to wait before sending it."""
-        wait_us = int(self._script(keys=[f"leadhub:rate:{key}"], args=self._args(rate_per_s, burst)))
+    def try_begin(
+        self, key: str, rate_per_s: float | None, token: str, burst: int = 1,
+        in_flight_s: float = DEFAULT_IN_FLIGHT_S,
+    ) -> float:
+        """0.0 when request ``token`` may leave now (it is logged as in flight); else the
+        seconds to wait first. ``rate_per_s`` None: no fixed rate, only a hold applies."""
+        if rate_per_s is None or math.isinf(rate_per_s):
+            return int(self._hold(keys=self._keys(key)[1:])) / 1_000_000
+        limit, window = window_of(rate_per_s, burst)
+        wait_us = int(self._begin(keys=self._keys(key), args=[
+            limit, int(window * 1_000_000), token, int(in_flight_s * 1_000_000)]))
         return wait_us / 1_000_000
 
-    def try_acquire(self, key: str, rate_per_s: float, burst: int = 1) -> float:
-        """0.0 when one request may go now (it is counted); else the seconds to wait first."""
-        wait_us = int(self._try(keys=[f"leadhub:rate:{key}"], args=self._args(rate_per_s, burst)))
-        return wait_us / 1_000_000
-
-    def acquire(self, key: str, rate_per_s: float, burst: int = 1) -> None:
-        """Block until this process may send one request to ``key``, counted when it goes."""
-        while True:
-            wait = self.try_acquire(key, rate_per_s, burst)
-            if wait <= 0:
-                return
+    def begin(self, key: str, rate_per_s: float | None, burst: int = 1,
+              in_flight_s: float = DEFAULT_IN_FLIGHT_S) -> str:
+        """Block until one request to ``key`` may leave; the token to ``end`` it with."""
+        token = uuid.uuid4().hex
+        while (wait := self.try_begin(key, rate_per_s, token, burst, in_flight_s)) > 0:
             time.sleep(wait)
+        return token
+
+    def end(self, key: str, token: str) -> None:
+        """The request was answered (or failed): it counts for one more window."""
+        self._end(keys=self._keys(key)[:1], args=[token])
+
+    @contextmanager
+    def slot(self, key: str, rate_per_s: float | None, burst: int = 1,
+             in_flight_s: float = DEFAULT_IN_FLIGHT_S) -> Iterator[None]:
+        """``with limiter.slot(...): send()``: waits for a slot, frees it when answered."""
+        token = self.begin(key, rate_per_s, burst, in_flight_s)
+        try:
+            yield
+        finally:
+            with suppress(redis.RedisError):  # else the in-flight entry expires after in_flight_s
+                self.end(key, token)
+
+    def acquire(self, key: str, rate_per_s: float | None, burst: int = 1) -> None:
+        """A slot for a caller that cannot say when its request is answered: counted from
+        now, as if answered at once (less safe against latency than ``slot``)."""
+        self.end(key, self.begin(key, rate_per_s, burst))
 
     def penalize(self, key: str, seconds: float) -> None:
         """Send nothing to ``key`` for ``seconds`` (the API refused a request as over its limit)."""
-        self._penalize(keys=[f"leadhub:rate:{key}"], args=[int(seconds * 1_000_000)])
+        self._penalize(keys=self._keys(key)[1:], args=[int(seconds * 1_000_000)])

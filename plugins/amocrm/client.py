@@ -31,6 +31,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,7 +121,7 @@ class AmoClient:
     def __init__(
         self, base_url: str, timeout_s: float, *, access_token: str | None = None,
         oauth: OAuthSettings | None = None, token_file: Path | None = None,
-        throttle: Callable[[], None] | None = None,
+        slot: Callable[[], AbstractContextManager[None]] | None = None,
     ) -> None:
         if (access_token is None) == (oauth is None):
             raise ValueError("give either access_token or oauth")
@@ -134,7 +135,9 @@ class AmoClient:
         self._expires_at = 0.0
         self._refresh_token = oauth.refresh_token if oauth is not None else ""
         self._lock = threading.Lock()
-        self._throttle = throttle or (lambda: None)
+        # amoCRM counts every request against its 7/s, whatever it is: each one holds a
+        # slot of the hub's shared limiter from when it leaves until it is answered
+        self._slot = slot or contextlib.nullcontext
 
     def close(self) -> None:
         self._http.close()
@@ -157,10 +160,10 @@ class AmoClient:
         self, method: str, path: str, token: str, params: dict[str, Any] | None, body: Any,
     ) -> httpx.Response:
         uncertain = method != "GET"  # a GET that may have arrived changed nothing
-        self._throttle()  # amoCRM counts every request against its 7/s, whatever it is
         try:
-            return self._http.request(method, path, params=params, json=body,
-                                      headers={"Authorization": f"Bearer {token}"})
+            with self._slot():
+                return self._http.request(method, path, params=params, json=body,
+                                          headers={"Authorization": f"Bearer {token}"})
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise RetryableError(f"amoCRM unreachable: {exc!r}") from exc
         except httpx.TimeoutException as exc:
@@ -230,8 +233,8 @@ class AmoClient:
                     "grant_type": "refresh_token", "refresh_token": self._refresh_token,
                     "redirect_uri": self._oauth.redirect_uri}
             try:
-                self._throttle()
-                response = self._http.post("/oauth2/access_token", json=body)
+                with self._slot():
+                    response = self._http.post("/oauth2/access_token", json=body)
             except httpx.HTTPError as exc:
                 raise RetryableError(f"amoCRM OAuth refresh failed: {exc!r}") from exc
             data = _json_or_none(response) if response.status_code == 200 else None

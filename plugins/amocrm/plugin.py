@@ -159,7 +159,7 @@ class AmoCRMDestination(Destination[AmoCRMConfig]):
             self._client = AmoClient(
                 cfg.base_url, cfg.timeout_s, oauth=cfg.oauth(), token_file=token_file,
                 access_token=cfg.access_token.get_secret_value() if cfg.access_token else None,
-                throttle=self.context.throttle,
+                slot=self.context.request_slot,
             )
         return self._client
 
