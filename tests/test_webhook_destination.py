@@ -312,6 +312,24 @@ def test_a_refused_connection_is_not_uncertain_and_a_timeout_is() -> None:
             dest.close()
 
 
+def test_a_batch_ends_in_its_time_and_what_was_not_sent_says_so(receiver: Receiver) -> None:
+    """One request at a time to a receiver that takes 0.3 s, with a 0.5 s timeout: the
+    batch stops starting requests once its time is up, so it ends inside the lease."""
+    receiver.policy = slow(0.3)
+    dest = destination(receiver.url, timeout_s=0.5, max_in_flight=1)
+    try:
+        outcomes = dest.deliver(items(5))
+    finally:
+        dest.close()
+    sent = [o for o in outcomes if o.error is None]
+    unsent = [o.error for o in outcomes if o.error is not None]
+    assert sent and unsent
+    assert outcomes[:len(sent)] == sent  # in order: the first ones went
+    assert all(isinstance(e, RetryableError) and not e.uncertain and "not sent" in str(e)
+               for e in unsent)
+    assert len(receiver.received) == len(sent)
+
+
 def test_every_request_is_signed(receiver: Receiver) -> None:
     dest = destination(receiver.url, signing_secret="whsec_c2VjcmV0LWtleS1ieXRlcw==")
     try:
