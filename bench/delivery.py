@@ -321,8 +321,8 @@ def bench_drain(rate: float, n: int, work: Path, pg_url: str, say: Any) -> Drain
             requests = len(sent)
             k = int(rate)  # the fake refuses a request with k others in the second before it
             span = min((b - a for a, b in zip(sent, sent[k:], strict=False)), default=0.0)
-            assert len(amo.leads_by_tag("lh:")) == n and all(
-                len(v) == 1 for v in amo.leads_by_tag("lh:").values()), "a deal missing or twice"
+            assert len(amo.leads_by_marker("lh:")) == n and all(
+                len(v) == 1 for v in amo.leads_by_marker("lh:").values()), "a deal missing or twice"
             return DrainRow(store.kind, rate, n, end - t_enable, requests,
                             amo.count_429 - c429, percentile(lat, 0.5), percentile(lat, 0.99),
                             span)

@@ -55,7 +55,7 @@ def assert_exactly_once(hub: HubCluster, amo: FakeAmoCRM, ids: list[str]) -> Non
         return len(leads) == len(ids) and all(x["status"] == "delivered" for x in leads)
 
     wait_until(done, 120, 0.5, "every accepted lead delivered")
-    by_tag = amo.leads_by_tag("lh:")
+    by_tag = amo.leads_by_marker("lh:")
     assert sorted(by_tag) == sorted(f"lh:{i}:amo_main" for i in ids)
     doubles = {tag: deals for tag, deals in by_tag.items() if len(deals) != 1}
     assert not doubles, f"leads delivered more than once: {doubles}"

@@ -75,7 +75,7 @@ def test_webform_payloads_become_one_deal_each(
 
     wait_until(all_delivered, 60, 0.2, "every lead delivered to amoCRM")
     leads = {x["id"]: x for x in hub.leads()}
-    by_tag = amo.leads_by_tag("lh:")
+    by_tag = amo.leads_by_marker("lh:")
     assert sorted(by_tag) == sorted(f"lh:{i}:amo_main" for i in ids)
     assert all(len(deals) == 1 for deals in by_tag.values())
     deals = {d["id"]: d for d in amo.leads}
