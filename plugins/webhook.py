@@ -12,7 +12,8 @@ One lead is one request, but the engine leases ``BATCH_SIZE`` leads at a time an
 leads/s and spent most of a core on per-lead leases and commits (issue 7). A receiver
 documents no rate, so by default there is none; the hub slows down when the receiver
 says it is struggling instead (``InFlightWindow``). An admin who knows a rate sets
-``requests_per_second``; every request then takes a slot shared by all workers.
+``requests_per_second``; every request then holds a slot of the limiter shared by all
+workers (``context.request_slot()``) from when it leaves until it is answered.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, Literal
@@ -205,19 +207,23 @@ class WebhookDestination(Destination[WebhookConfig]):
             if generation is None:
                 started.append(DeliveryOutcome(item.delivery_id, error=self._not_sent()))
                 continue
+            # the rate slot is taken here, in order, and given back by the thread that
+            # gets the answer: the shared limiter counts the request until it is answered
+            slot = ExitStack()
             try:
-                self.context.throttle()
-            except Exception as exc:  # the shared limiter is unreachable: send nothing more
+                slot.enter_context(self.context.request_slot())
+            except Exception as exc:  # the shared limiter is unreachable: this one is not sent
                 self.window.release(generation, "keep")
-                log.warning("%s: throttle failed: %s", self.name, exc)
+                log.warning("%s: rate limiter failed: %s", self.name, exc)
                 error = RetryableError(f"not sent: rate limiter failed: {exc}", uncertain=False)
                 started.append(DeliveryOutcome(item.delivery_id, error=error))
                 continue
-            if time.monotonic() >= end:  # the throttle held us past the batch's time
+            if time.monotonic() >= end:  # the limiter held us past the batch's time
+                _give_back(slot)
                 self.window.release(generation, "keep")
                 started.append(DeliveryOutcome(item.delivery_id, error=self._not_sent()))
                 continue
-            started.append(self._pool.submit(self._send, item, generation, end))
+            started.append(self._pool.submit(self._send, item, generation, slot, end))
         return [s if isinstance(s, DeliveryOutcome) else s.result() for s in started]
 
     def _not_sent(self) -> RetryableError:
@@ -226,12 +232,13 @@ class WebhookDestination(Destination[WebhookConfig]):
             return RateLimited("not sent: the receiver asked to wait (429)", held)
         return RetryableError("not sent: the batch ran out of time (slow receiver)", uncertain=False)
 
-    def _send(self, item: DeliveryItem, generation: int, end: float) -> DeliveryOutcome:
+    def _send(self, item: DeliveryItem, generation: int, slot: ExitStack, end: float) -> DeliveryOutcome:
         signal: Signal = "keep"
         try:
             outcome, signal = self._post(item, end)
             return outcome
         finally:
+            _give_back(slot)
             self.window.release(generation, signal)
 
     def _post(self, item: DeliveryItem, end: float) -> tuple[DeliveryOutcome, Signal]:
@@ -279,6 +286,14 @@ class WebhookDestination(Destination[WebhookConfig]):
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
         self.client.close()
+
+
+def _give_back(slot: ExitStack) -> None:
+    """Tell the limiter the request was answered; if it cannot be told, its entry expires."""
+    try:
+        slot.close()
+    except Exception as exc:
+        log.warning("rate limiter: could not end a request slot: %s", exc)
 
 
 def _failed(item: DeliveryItem) -> Callable[[Exception], DeliveryOutcome]:

@@ -1,6 +1,6 @@
 """The ``webhook`` destination over real loopback HTTP: a batch goes out concurrently with
 one outcome per lead, errors stay with their lead, the in-flight window adapts to 429 and
-5xx, a configured rate is taken per request, and through the engine every lead reaches
+5xx, a rate slot is held by each request, and through the engine every lead reaches
 the receiver exactly once."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -125,20 +126,30 @@ def receiver() -> Iterator[Receiver]:
         yield r
 
 
-class CountingThrottle:
+class CountingSlots:
+    """A ``request_slot`` that counts the requests it let go and those it was told were
+    answered, and the most held at once."""
+
     def __init__(self) -> None:
-        self.calls = 0
+        self.taken = self.given_back = self.most_held = 0
         self._lock = threading.Lock()
 
-    def __call__(self) -> None:
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
         with self._lock:
-            self.calls += 1
+            self.taken += 1
+            self.most_held = max(self.most_held, self.taken - self.given_back)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.given_back += 1
 
 
-def destination(url: str, throttle: Callable[[], None] | None = None, **settings: Any
+def destination(url: str, slots: CountingSlots | None = None, **settings: Any
                 ) -> WebhookDestination:
     config = WebhookConfig.model_validate({"plugin": "webhook", "url": url, **settings})
-    context = ConnectorContext(name="hook", data_dir=Path("."), throttle=throttle or CountingThrottle())
+    context = ConnectorContext(name="hook", data_dir=Path("."), request_slot=slots or CountingSlots())
     return WebhookDestination(config, context)
 
 
@@ -267,15 +278,17 @@ def test_429_with_retry_after_holds_the_requests_that_follow(receiver: Receiver)
         dest.close()
 
 
-def test_throttle_is_taken_once_per_request(receiver: Receiver) -> None:
-    throttle = CountingThrottle()
-    dest = destination(receiver.url, throttle, requests_per_second=20)
+def test_a_rate_slot_is_held_by_each_request_until_its_answer(receiver: Receiver) -> None:
+    receiver.policy = slow(0.1)
+    slots = CountingSlots()
+    dest = destination(receiver.url, slots, requests_per_second=20)
     try:
         outcomes = dest.deliver(items(10))
     finally:
         dest.close()
     assert [o.error for o in outcomes] == [None] * 10
-    assert throttle.calls == 10 == len(receiver.received)
+    assert slots.taken == slots.given_back == 10 == len(receiver.received)
+    assert slots.most_held > 1  # held while in flight, and several were in flight at once
 
 
 def test_errors_map_per_lead(receiver: Receiver) -> None:
