@@ -13,13 +13,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from hub.config import AssignRule
 from hub.engine.ingest import new_id
-from hub.engine.routing import choose_route, weighted_sequence
+from hub.engine.routing import RouteDecision, choose_route, weighted_sequence
 from hub.errors import PermanentError, RetryableError
 from hub.models import Lead
 from hub.runtime import Runtime
@@ -65,67 +64,14 @@ def claim_leads(conn: Connection, now: float, limit: int = BATCH) -> list[Any]:
     return list(rows)
 
 
-def find_original(conn: Connection, lead: Lead, received_at: float, window_s: float) -> str | None:
-    """The earliest lead of the window that shares a phone, email or messenger id."""
-    keys = contact_keys(lead)
-    if not keys or window_s <= 0:
-        return None
-    row = conn.execute(
-        select(t.contact_keys.c.lead_id, t.leads.c.duplicate_of)
-        .join(t.leads, t.leads.c.id == t.contact_keys.c.lead_id)
-        .where(
-            t.contact_keys.c.key.in_(keys),
-            t.contact_keys.c.received_at >= received_at - window_s,
-            t.contact_keys.c.lead_id != lead.id,
-            or_(
-                t.contact_keys.c.received_at < received_at,
-                and_(t.contact_keys.c.received_at == received_at, t.contact_keys.c.lead_id < lead.id),
-            ),
-        )
-        .order_by(t.contact_keys.c.received_at, t.contact_keys.c.lead_id)
-        .limit(1)
-    ).first()
-    if row is None:
-        return None
-    return str(row.duplicate_of or row.lead_id)
-
-
-def next_counter(conn: Connection, name: str) -> int:
-    """Advance a shared persistent counter atomically and return its new value (1-based)."""
+def next_counter(conn: Connection, name: str, step: int = 1) -> int:
+    """Advance a shared persistent counter atomically by ``step`` and return its new value
+    (1-based): the values ``new - step + 1 .. new`` are the caller's."""
     ins = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(t.counters)
-    stmt = ins.values(name=name, value=1).on_conflict_do_update(
-        index_elements=["name"], set_={"value": t.counters.c.value + 1}
+    stmt = ins.values(name=name, value=step).on_conflict_do_update(
+        index_elements=["name"], set_={"value": t.counters.c.value + step}
     ).returning(t.counters.c.value)
     return int(conn.execute(stmt).scalar_one())
-
-
-def assign_manager(
-    conn: Connection, route: str, rule: AssignRule, lead: Lead
-) -> str | None:
-    if rule.strategy == "sticky":
-        keys = contact_keys(lead)
-        if keys:
-            prior = conn.execute(
-                select(t.leads.c.assigned_to)
-                .join(t.contact_keys, t.contact_keys.c.lead_id == t.leads.c.id)
-                .where(
-                    t.contact_keys.c.key.in_(keys),
-                    t.leads.c.assigned_to.is_not(None),
-                    t.leads.c.id != lead.id,
-                )
-                .order_by(t.leads.c.received_at.desc())
-                .limit(1)
-            ).scalar()
-            if prior and (not rule.managers or prior in rule.managers):
-                return str(prior)
-    if rule.strategy == "weighted":
-        seq = weighted_sequence(rule.weights)
-        if not seq:
-            return None
-        return seq[(next_counter(conn, f"assign:{route}") - 1) % len(seq)]
-    if not rule.managers:
-        return None
-    return rule.managers[(next_counter(conn, f"assign:{route}") - 1) % len(rule.managers)]
 
 
 def create_deliveries(conn: Connection, lead_id: str, destinations: Iterable[str], now: float) -> None:
@@ -135,57 +81,228 @@ def create_deliveries(conn: Connection, lead_id: str, destinations: Iterable[str
         ).scalars()
     )
     rows = [
-        dict(
-            id=new_id(), lead_id=lead_id, destination=d, status="pending",
-            idempotency_key=f"{lead_id}:{d}", attempts=0, next_attempt_at=now,
-            lease_until=0.0, uncertain=False, created_at=now, updated_at=now,
-        )
-        for d in dict.fromkeys(destinations)
-        if d not in existing
+        _delivery_row(lead_id, d, now) for d in dict.fromkeys(destinations) if d not in existing
     ]
     if rows:
         conn.execute(insert(t.deliveries), rows)
 
 
-def process_lead(rt: Runtime, conn: Connection, row: Any, now: float) -> tuple[Lead, list[str]]:
-    lead = Lead.model_validate(row.data)
-    window_s = rt.config.hub.dedup_window_minutes * 60.0
-    original = find_original(conn, lead, row.received_at, window_s)
-    keys = contact_keys(lead)
-    if keys:
-        conn.execute(
-            insert(t.contact_keys),
-            [{"key": k, "lead_id": lead.id, "received_at": row.received_at} for k in keys],
-        )
-    destinations: list[str]
-    if original is not None:
-        lead.duplicate_of = original
-        lead.status = "duplicate"
-        # destinations that can annotate the original deal get a note delivery
-        orig_dests = conn.execute(
-            select(t.deliveries.c.destination).where(t.deliveries.c.lead_id == original)
-        ).scalars()
-        destinations = [d for d in orig_dests if _annotates(rt, d)]
-    else:
-        decision = choose_route(lead, rt.config.routes, rt.config.hub.default_destinations)
-        if decision.product and not lead.product:
-            lead.product = decision.product
-        if decision.assign is not None:
-            lead.assigned_to = assign_manager(conn, decision.route or "", decision.assign, lead)
-        destinations = decision.destinations
-        lead.status = "routed" if destinations else "unrouted"
-    create_deliveries(conn, lead.id, destinations, now)
-    data = lead.to_json_dict()
-    data.pop("deliveries", None)
-    conn.execute(
-        update(t.leads)
-        .where(t.leads.c.id == lead.id)
-        .values(
-            status=lead.status, data=data, duplicate_of=lead.duplicate_of,
-            assigned_to=lead.assigned_to, lease_until=0.0, updated_at=now,
-        )
+def _delivery_row(lead_id: str, destination: str, now: float) -> dict[str, Any]:
+    return dict(
+        id=new_id(), lead_id=lead_id, destination=destination, status="pending",
+        idempotency_key=f"{lead_id}:{destination}", attempts=0, next_attempt_at=now,
+        lease_until=0.0, uncertain=False, created_at=now, updated_at=now,
     )
-    return lead, destinations
+
+
+@dataclass
+class _Prepared:
+    """A claimed lead read and routed outside any write transaction."""
+
+    row: Any
+    data: Any  # the stored JSON as read: the write checks that nobody changed it since
+    lead: Lead
+    decision: RouteDecision
+    keys: list[str]
+
+
+def _prepare(rt: Runtime, row: Any, data: Any) -> _Prepared:
+    lead = Lead.model_validate(data)
+    decision = choose_route(lead, rt.config.routes, rt.config.hub.default_destinations)
+    return _Prepared(row, data, lead, decision, contact_keys(lead))
+
+
+def _chunks(values: list[str], size: int = 500) -> Iterable[list[str]]:
+    for i in range(0, len(values), size):
+        yield values[i:i + size]
+
+
+class _KeyIndex:
+    """contact_keys of the window, from the store and from the batch as it is routed:
+    ``find_original`` and the sticky look-up for a whole batch with one query each."""
+
+    def __init__(self) -> None:
+        # key -> [(received_at, lead_id, duplicate_of)]
+        self.by_key: dict[str, list[tuple[float, str, str | None]]] = {}
+
+    def load(self, conn: Connection, keys: list[str], since: float, until: float) -> None:
+        ck = t.contact_keys
+        for part in _chunks(sorted(set(keys))):
+            rows = conn.execute(
+                select(ck.c.key, ck.c.received_at, ck.c.lead_id, t.leads.c.duplicate_of)
+                .join(t.leads, t.leads.c.id == ck.c.lead_id)
+                .where(ck.c.key.in_(part), ck.c.received_at >= since, ck.c.received_at <= until)
+            )
+            for key, received_at, lead_id, duplicate_of in rows:
+                self.by_key.setdefault(key, []).append((received_at, lead_id, duplicate_of))
+
+    def add(self, keys: list[str], received_at: float, lead_id: str, duplicate_of: str | None) -> None:
+        for key in keys:
+            self.by_key.setdefault(key, []).append((received_at, lead_id, duplicate_of))
+
+    def original(self, p: _Prepared, window_s: float) -> str | None:
+        """The earliest lead of the window that shares a phone, email or messenger id (its
+        original, if it is a duplicate itself)."""
+        if not p.keys or window_s <= 0:
+            return None
+        me = (p.row.received_at, p.lead.id)
+        best: tuple[float, str, str | None] | None = None
+        for key in p.keys:
+            for cand in self.by_key.get(key, ()):
+                if cand[1] == p.lead.id or cand[0] < me[0] - window_s or cand[:2] >= me:
+                    continue
+                if best is None or cand[:2] < best[:2]:
+                    best = cand
+        if best is None:
+            return None
+        return best[2] or best[1]
+
+
+def _sticky_prior(conn: Connection, p: _Prepared, assigned: dict[str, list[tuple[float, str]]],
+                  ) -> str | None:
+    """The manager of the latest earlier lead of this contact that has one (store + batch)."""
+    if not p.keys:
+        return None
+    row = conn.execute(
+        select(t.leads.c.received_at, t.leads.c.assigned_to)
+        .join(t.contact_keys, t.contact_keys.c.lead_id == t.leads.c.id)
+        .where(
+            t.contact_keys.c.key.in_(p.keys),
+            t.leads.c.assigned_to.is_not(None),
+            t.leads.c.id != p.lead.id,
+        )
+        .order_by(t.leads.c.received_at.desc())
+        .limit(1)
+    ).first()
+    best = (row.received_at, str(row.assigned_to)) if row is not None else None
+    for key in p.keys:
+        for cand in assigned.get(key, ()):
+            if best is None or cand[0] > best[0]:
+                best = cand
+    return best[1] if best else None
+
+
+def _route_batch(rt: Runtime, conn: Connection, prepared: list[_Prepared], now: float) -> Processed:
+    """Dedup, route, assign and create the deliveries of a batch: a handful of statements
+    for the whole batch (reads first, then one executemany per table), so the write lock
+    is held for milliseconds, not for a statement or three per lead."""
+    out = Processed()
+    ids = [p.lead.id for p in prepared]
+    current: dict[str, Any] = {}
+    for part in _chunks(ids):
+        q = select(t.leads.c.id, t.leads.c.status, t.leads.c.data).where(t.leads.c.id.in_(part))
+        if conn.dialect.name == "postgresql":
+            q = q.with_for_update()
+        current.update({r.id: r for r in conn.execute(q)})
+    batch: list[_Prepared] = []
+    for p in prepared:
+        cur = current.get(p.lead.id)
+        if cur is None or cur.status != "received":
+            continue
+        # a call or chat event may have continued the lead since it was read: use its data
+        batch.append(p if cur.data == p.data else _prepare(rt, p.row, cur.data))
+    if not batch:
+        return out
+
+    window_s = rt.config.hub.dedup_window_minutes * 60.0
+    index = _KeyIndex()
+    if window_s > 0:
+        all_keys = [k for p in batch for k in p.keys]
+        if all_keys:
+            index.load(conn, all_keys, min(p.row.received_at for p in batch) - window_s,
+                       max(p.row.received_at for p in batch))
+    originals: dict[str, str | None] = {}
+    for p in batch:
+        original = index.original(p, window_s)
+        originals[p.lead.id] = original
+        index.add(p.keys, p.row.received_at, p.lead.id, original)
+
+    # the destinations of each original: from this batch, or already in the store
+    in_batch_dests: dict[str, list[str]] = {}
+    outside = sorted({o for o in originals.values() if o is not None} - set(originals))
+    stored_dests: dict[str, list[str]] = {}
+    for part in _chunks(outside):
+        for lead_id, dest in conn.execute(
+            select(t.deliveries.c.lead_id, t.deliveries.c.destination)
+            .where(t.deliveries.c.lead_id.in_(part))
+        ):
+            stored_dests.setdefault(lead_id, []).append(dest)
+
+    # managers: sticky looks at the contact's earlier leads; counters advance once per route
+    assigned: dict[str, list[tuple[float, str]]] = {}  # key -> (received_at, manager) in batch
+    wants_counter: dict[str, list[tuple[_Prepared, list[str]]]] = {}
+    for p in batch:
+        original = originals[p.lead.id]
+        lead, decision = p.lead, p.decision
+        destinations: list[str]
+        if original is not None:
+            lead.duplicate_of = original
+            lead.status = "duplicate"
+            dests = in_batch_dests.get(original, stored_dests.get(original, []))
+            destinations = [d for d in dests if _annotates(rt, d)]
+        else:
+            if decision.product and not lead.product:
+                lead.product = decision.product
+            rule = decision.assign
+            if rule is not None:
+                prior = _sticky_prior(conn, p, assigned) if rule.strategy == "sticky" else None
+                if prior and (not rule.managers or prior in rule.managers):
+                    lead.assigned_to = prior
+                else:
+                    seq = weighted_sequence(rule.weights) if rule.strategy == "weighted" else \
+                        list(rule.managers)
+                    if seq and rule.strategy == "sticky":  # later leads of the batch look
+                        n = next_counter(conn, f"assign:{decision.route or ''}")
+                        lead.assigned_to = seq[(n - 1) % len(seq)]
+                    elif seq:
+                        wants_counter.setdefault(decision.route or "", []).append((p, seq))
+                        lead.assigned_to = None  # set below, once the counter has moved
+            destinations = list(decision.destinations)
+            lead.status = "routed" if destinations else "unrouted"
+        in_batch_dests[lead.id] = destinations
+        if lead.assigned_to is not None:
+            for key in p.keys:
+                assigned.setdefault(key, []).append((p.row.received_at, lead.assigned_to))
+        out.leads.append(lead)
+        out.destinations.update(destinations)
+    for route, waiting in wants_counter.items():
+        last = next_counter(conn, f"assign:{route}", len(waiting))
+        for n, (p, seq) in enumerate(waiting, start=last - len(waiting) + 1):
+            p.lead.assigned_to = seq[(n - 1) % len(seq)]
+
+    existing: set[tuple[str, str]] = set()
+    for part in _chunks([p.lead.id for p in batch]):
+        existing.update(
+            (r.lead_id, r.destination) for r in conn.execute(
+                select(t.deliveries.c.lead_id, t.deliveries.c.destination)
+                .where(t.deliveries.c.lead_id.in_(part))
+            )
+        )
+    key_rows = [{"key": k, "lead_id": p.lead.id, "received_at": p.row.received_at}
+                for p in batch for k in p.keys]
+    delivery_rows = [
+        _delivery_row(lead_id, d, now)
+        for lead_id, dests in in_batch_dests.items()
+        for d in dict.fromkeys(dests) if (lead_id, d) not in existing
+    ]
+    lead_rows = []
+    for p in batch:
+        data = p.lead.to_json_dict()
+        data.pop("deliveries", None)
+        lead_rows.append({"b_id": p.lead.id, "b_status": p.lead.status, "b_data": data,
+                          "b_dup": p.lead.duplicate_of, "b_assigned": p.lead.assigned_to})
+    if key_rows:
+        conn.execute(insert(t.contact_keys), key_rows)
+    if delivery_rows:
+        conn.execute(insert(t.deliveries), delivery_rows)
+    conn.execute(
+        update(t.leads).where(t.leads.c.id == bindparam("b_id")).values(
+            status=bindparam("b_status"), data=bindparam("b_data"),
+            duplicate_of=bindparam("b_dup"), assigned_to=bindparam("b_assigned"),
+            lease_until=0.0, updated_at=now),
+        lead_rows,
+    )
+    return out
 
 
 def _annotates(rt: Runtime, destination: str) -> bool:
@@ -254,26 +371,17 @@ def process_received(rt: Runtime, limit: int = BATCH) -> Processed:
     """Process one batch of received leads; returns what was done (for wake-ups and hooks).
 
     Claim (one short transaction), enrich where a source asked for it (no transaction
-    open during its I/O), then dedup, route and assign in one transaction.
+    open during its I/O), validate and route in memory (no transaction either), then
+    dedup, assign and write the batch in one short transaction (``_route_batch``).
     """
-    out = Processed()
     now = time.time()
     with rt.db.begin() as conn:
         rows = claim_leads(conn, now, limit)
     if not rows:
-        return out
+        return Processed()
     rows = enrich(rt, rows, now)
+    prepared = [_prepare(rt, row, row.data) for row in rows]
+    if not prepared:
+        return Processed()
     with rt.db.begin() as conn:
-        for claimed in rows:
-            # read the lead again inside this transaction: a call or chat event may have
-            # continued it since the claim, and its data must not be overwritten
-            q = select(t.leads).where(t.leads.c.id == claimed.id)
-            if conn.dialect.name == "postgresql":
-                q = q.with_for_update()
-            row = conn.execute(q).first()
-            if row is None or row.status != "received":
-                continue
-            lead, dests = process_lead(rt, conn, row, now)
-            out.leads.append(lead)
-            out.destinations.update(dests)
-    return out
+        return _route_batch(rt, conn, prepared, now)
