@@ -156,7 +156,8 @@ class FakeAmoCRM(FakeServer):
             return copy.deepcopy(list(self.account.notes.values()))
 
     def leads_by_tag(self, prefix: str = "lh:") -> dict[str, list[int]]:
-        """Lead ids per tag starting with ``prefix``: exactly-once tests want one id each."""
+        """Lead ids per tag starting with ``prefix``. Tags are a visible label only (amoCRM
+        cannot find deals by them); LeadHub's markers are counted with ``leads_by_marker``."""
         out: dict[str, list[int]] = {}
         for lead in self.leads:
             for tag in lead["_embedded"]["tags"]:
