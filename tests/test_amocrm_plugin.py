@@ -542,3 +542,27 @@ def test_a_client_over_the_limit_gets_blocked_and_paused(tmp_path: Path) -> None
                 amo.lookup(item(1))
         with pytest.raises(DestinationPaused):
             amo.lookup(item(1))
+
+
+@pytest.mark.parametrize(("query_mode", "filter_mode", "expected"), [
+    ("rejected", "on", ["query", "filter"]),
+    ("ignored", "ignored", ["query", "filter"]),
+    ("rejected", "rejected", ["query", "filter", "page1"]),
+])
+def test_lookup_many_falls_back_too(
+    tmp_path: Path, query_mode: str, filter_mode: str, expected: list[str],
+) -> None:
+    with FakeAmoCRM(rate_limit=1000, query_mode=query_mode, filter_mode=filter_mode) as fake:
+        amo = destination(fake, tmp_path)
+        batch = [item(n) for n in range(5)]
+        for i in batch:
+            i.attempt_id = "att3"
+        outcomes = amo.deliver(batch)
+        add_other_deals(fake, 3)
+        fake.clear_records()
+        retry = [item(n) for n in range(6)]
+        for i in retry:
+            i.uncertain, i.previous_attempt_id = True, "att3"
+        assert amo.lookup_many(retry) == {o.delivery_id: o.external_id for o in outcomes}
+        assert lookups(fake) == expected
+        amo.close()
