@@ -12,6 +12,12 @@ import redis
 from hub.engine.limiter import RateLimiter, window_of
 
 
+def test_requests_are_spaced_at_the_rate(redis_url: str) -> None:
+    limiter = RateLimiter(redis.Redis.from_url(redis_url))
+    assert limiter.try_begin("crm", 7, "a") == 0
+    assert 0.1 < limiter.try_begin("crm", 7, "b") <= 0.97 / 7
+
+
 def test_window_of_a_rate() -> None:
     assert window_of(7) == (7, 1.0)
     assert window_of(2.5) == (2, 0.8)
@@ -47,13 +53,20 @@ def test_many_clients_never_exceed_the_rate(redis_url: str) -> None:
 def test_a_request_counts_until_a_window_after_its_answer(redis_url: str) -> None:
     limiter = RateLimiter(redis.Redis.from_url(redis_url))
     slow = limiter.begin("amo", 2)
-    fast = limiter.begin("amo", 2)
-    limiter.end("amo", fast)
-    assert limiter.try_begin("amo", 2, "third") > 0.9  # the fast one frees its place in 1 s
-    time.sleep(0.3)
-    limiter.end("amo", slow)  # answered 0.3 s later: its place frees 1 s after that
+    fast = limiter.begin("amo", 2)  # spaced: about 0.49 s after the first
+    limiter.end("amo", fast)  # answered at once: its place frees 1 s from now
+    time.sleep(0.5)
+    limiter.end("amo", slow)  # answered 1 s after it left: its place frees 1 s from now
     wait = limiter.try_begin("amo", 2, "third")
-    assert 0.6 < wait <= 0.75, wait
+    assert 0.4 < wait <= 0.55, wait  # the fast one's place, not a second after the slow one
+
+
+def test_an_unanswered_request_keeps_its_place(redis_url: str) -> None:
+    limiter = RateLimiter(redis.Redis.from_url(redis_url))
+    limiter.begin("amo", 2, in_flight_s=30)
+    limiter.begin("amo", 2, in_flight_s=30)
+    time.sleep(1.1)
+    assert limiter.try_begin("amo", 2, "third") > 25  # both still in flight (or their holder died)
 
 
 def test_a_hold_stops_everyone_and_no_fixed_rate_waits_for_nothing_else(redis_url: str) -> None:
