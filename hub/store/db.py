@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -29,14 +31,104 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 READ_ONLY = "leadhub_read_only"
 
 
+class WriteGate:
+    """A fair turn at SQLite's single write lock for every process and thread of the hub.
+
+    SQLite hands its write lock to whoever asks first after it is free; a writer that
+    finds it taken sleeps in the busy handler (1, 2, 5 ... 100 ms) and asks again. Under
+    load that starves someone: the api's group commits follow each other within
+    microseconds, so a worker asking every few ms almost never finds the lock free (its
+    deliveries stalled for the whole load), and a worker's long transaction used to make
+    the api wait up to 100 ms past its end.
+
+    So writers queue in the kernel first: a writer takes the ``-wq`` file's flock, then the
+    ``-wl`` file's, and lets go of ``-wq`` at once; BEGIN IMMEDIATE follows, and the commit
+    or rollback releases ``-wl``. Only one writer at a time waits at ``-wl``, and it is
+    woken the moment the holder lets go, so two busy writers alternate (the api's next
+    group waits one worker transaction, the worker waits one group). A killed process's
+    flocks go with its file descriptors. The busy handler still covers anyone who opens
+    the database without the gate.
+
+    A thread that already holds the gate (a write transaction opened inside another) does
+    not queue again: that would wait for itself; SQLite's busy timeout answers it, as before.
+    """
+
+    def __init__(self, db_path: str) -> None:
+        self.queue_path = db_path + "-wq"
+        self.lock_path = db_path + "-wl"
+        # id(DBAPI connection) -> (fd of the -wl flock, the thread that took it)
+        self.held: dict[int, tuple[int, int]] = {}
+        self.holders: set[int] = set()  # threads holding the gate
+
+    def acquire(self, dbapi_conn: Any) -> None:
+        me = threading.get_ident()
+        if me in self.holders:
+            return
+        q = os.open(self.queue_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(q, fcntl.LOCK_EX)
+            w = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(w, fcntl.LOCK_EX)
+            except BaseException:
+                os.close(w)
+                raise
+        finally:
+            os.close(q)  # lets the next writer queue at -wl
+        self.held[id(dbapi_conn)] = (w, me)
+        self.holders.add(me)
+
+    def release(self, dbapi_conn: Any) -> None:
+        # the dialect gets the pool's proxy, the pool events the driver's connection
+        raw = getattr(dbapi_conn, "dbapi_connection", None) or dbapi_conn
+        entry = self.held.pop(id(raw), None)
+        if entry is not None:
+            self.holders.discard(entry[1])
+            os.close(entry[0])  # closing the descriptor drops its flock
+
+
+def _gate_engine(engine: Engine, gate: WriteGate) -> None:
+    """Release the gate right after the DBAPI commit or rollback (and, should neither come,
+    when the connection goes back to the pool or is thrown away)."""
+    dialect = engine.dialect
+    commit, rollback = dialect.do_commit, dialect.do_rollback
+
+    def do_commit(dbapi_conn: Any) -> None:
+        try:
+            commit(dbapi_conn)
+        finally:
+            gate.release(dbapi_conn)
+
+    def do_rollback(dbapi_conn: Any) -> None:
+        try:
+            rollback(dbapi_conn)
+        finally:
+            gate.release(dbapi_conn)
+
+    dialect.do_commit = do_commit  # type: ignore[method-assign,assignment]
+    dialect.do_rollback = do_rollback  # type: ignore[method-assign,assignment]
+    for name in ("checkin", "invalidate", "close", "close_detached"):
+        event.listen(engine, name, lambda dbapi_conn, *_: gate.release(dbapi_conn))
+
+
 def _sqlite_begin(conn: Any) -> None:
     # Writers take the write lock at BEGIN: a deferred transaction that reads and later
     # upgrades to a writer fails with SQLITE_BUSY at once instead of waiting its turn.
     # Readers (``read_only(engine)``) begin DEFERRED and never block anyone under WAL.
     if conn.get_execution_options().get(READ_ONLY):
         conn.exec_driver_sql("BEGIN")
-    else:
+        return
+    gate: WriteGate | None = conn.engine.dialect.__dict__.get("leadhub_gate")
+    if gate is None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+        return
+    dbapi_conn = conn.connection.dbapi_connection
+    gate.acquire(dbapi_conn)
+    try:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    except BaseException:
+        gate.release(dbapi_conn)
+        raise
 
 
 def read_only(engine: Engine) -> Engine:
@@ -57,6 +149,10 @@ def make_engine(url: str) -> Engine:
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
+        if path and path != ":memory:" and not path.startswith("file:"):
+            gate = WriteGate(str(Path(path).resolve()))
+            engine.dialect.leadhub_gate = gate  # type: ignore[attr-defined]
+            _gate_engine(engine, gate)
         return engine
     return create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
 
