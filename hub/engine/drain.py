@@ -41,8 +41,10 @@ from hub.engine.drain_control import (
     health,
     note_failure,
     note_success,
+    offer_spread,
     open_breaker,
     rate_limit_hold,
+    take_spread,
 )
 from hub.engine.ingest import new_id
 from hub.engine.limiter import RateLimiter
@@ -110,7 +112,8 @@ def drain(
     timeout = request_timeout(dest)
     slot = DrainSlot(rt.redis, destination, timeout * 2 + 10)
     ok, failures = health(rt, destination)
-    if not slot.acquire(MAX_DRAINS if ok or not failures else 1):
+    helper = (ok or not failures) and take_spread(rt, destination)
+    if not slot.acquire(MAX_DRAINS if helper else 1):
         stats.refused = True  # the running drain is told to look again when it ends
         return stats
     try:
@@ -151,6 +154,14 @@ class Drain:
             if not first and breaker_open(self.rt, self.name):
                 return
             first = False
+            # Lease right before the request may leave: items leased early would wait out
+            # the rate limit (and other drains' turns) already taken from the queue.
+            ready = self.limiter.ready_in(self.name, self.limits.requests_per_second,
+                                          self.limits.burst)
+            if ready > 0:
+                if time.monotonic() - started + ready >= budget_s:
+                    break
+                time.sleep(ready)
             now = self.clock()
             attempt = new_id()
             with self.rt.db.begin() as conn:
@@ -177,6 +188,7 @@ class Drain:
             if sent_ok:
                 running = slot.refresh()
                 if spread is not None and len(rows) >= self.limits.batch_size and running < MAX_DRAINS:
+                    offer_spread(self.rt, self.name)
                     spread()
             else:
                 slot.refresh()

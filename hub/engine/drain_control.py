@@ -111,6 +111,30 @@ def note_failure(rt: Runtime, destination: str) -> int:
     return int(count)
 
 
+def spread_key(destination: str) -> str:
+    return f"leadhub:drains-spread:{destination}"
+
+
+def offer_spread(rt: Runtime, destination: str) -> None:
+    """A running drain with a full backlog asks for a helper: the next drain that starts may
+    run beside it. Other wake-ups (a lead routed, the sweep) never start a second drain, so
+    a steady trickle is sent by one drain that leases right before its slot, instead of
+    several drains each holding a leased batch while they queue for the rate limit."""
+    pipe = rt.redis.pipeline()
+    pipe.incr(spread_key(destination))
+    pipe.expire(spread_key(destination), 30)
+    pipe.execute()
+
+
+def take_spread(rt: Runtime, destination: str) -> bool:
+    """True when this drain was asked for as a helper (consumes the offer)."""
+    left = rt.redis.decr(spread_key(destination))
+    if left < 0:
+        rt.redis.set(spread_key(destination), 0, ex=30)
+        return False
+    return True
+
+
 # KEYS[1] = running drains (sorted set, score = expiry ms), KEYS[2] = "asked again" flag
 # ARGV[1] = token, ARGV[2] = ttl (ms), ARGV[3] = most drains at once
 _SLOT_ACQUIRE = """

@@ -60,6 +60,25 @@ if wait < 1000 then wait = 1000 end
 return wait
 """
 
+# How long until a request could leave (nothing is booked). KEYS, ARGV[1..2] as _BEGIN.
+_READY = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local hold = tonumber(redis.call('GET', KEYS[2]) or '0')
+local wait = 0
+if hold > now then wait = hold - now end
+local next_at = tonumber(redis.call('GET', KEYS[3]) or '0')
+if next_at - now > wait then wait = next_at - now end
+local window = tonumber(ARGV[2])
+local inlog = redis.call('ZRANGEBYSCORE', KEYS[1], now - window, '+inf', 'WITHSCORES')
+local count = #inlog / 2
+if count >= tonumber(ARGV[1]) then
+  local oldest = tonumber(inlog[2]) + window - now
+  if oldest > wait then wait = oldest end
+end
+return wait
+"""
+
 # No fixed rate: only a hold applies. → µs to wait
 _HOLD = """
 local t = redis.call('TIME')
@@ -111,6 +130,7 @@ class RateLimiter:
         self._end = conn.register_script(_END)
         self._penalize = conn.register_script(_PENALIZE)
         self._hold = conn.register_script(_HOLD)
+        self._ready = conn.register_script(_READY)
 
     @staticmethod
     def _keys(key: str) -> list[str]:
@@ -130,6 +150,14 @@ class RateLimiter:
             limit, int(window * 1_000_000), token, int(in_flight_s * 1_000_000),
             int(spacing * 1_000_000)]))
         return wait_us / 1_000_000
+
+    def ready_in(self, key: str, rate_per_s: float | None, burst: int = 1) -> float:
+        """Seconds until one request to ``key`` could leave; nothing is booked. A sender
+        waits this out *before* it takes its work, so what it sends is as fresh as can be."""
+        if rate_per_s is None or math.isinf(rate_per_s):
+            return int(self._hold(keys=self._keys(key)[1:])) / 1_000_000
+        limit, window = window_of(rate_per_s, burst)
+        return int(self._ready(keys=self._keys(key), args=[limit, int(window * 1_000_000)])) / 1_000_000
 
     def begin(self, key: str, rate_per_s: float | None, burst: int = 1,
               in_flight_s: float = DEFAULT_IN_FLIGHT_S) -> str:
