@@ -59,22 +59,34 @@ class WriteGate:
         # id(DBAPI connection) -> (fd of the -wl flock, the thread that took it)
         self.held: dict[int, tuple[int, int]] = {}
         self.holders: set[int] = set()  # threads holding the gate
+        # (pid, thread) -> its own descriptors of -wq and -wl, opened once: a flock belongs
+        # to an open file description, so each thread (and a forked child) needs its own
+        self._fds: dict[tuple[int, int], tuple[int, int]] = {}
+
+    def _descriptors(self, me: int) -> tuple[int, int]:
+        key = (os.getpid(), me)
+        fds = self._fds.get(key)
+        if fds is None:
+            flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
+            q = os.open(self.queue_path, flags, 0o600)
+            try:
+                w = os.open(self.lock_path, flags, 0o600)
+            except BaseException:
+                os.close(q)
+                raise
+            fds = self._fds[key] = (q, w)
+        return fds
 
     def acquire(self, dbapi_conn: Any) -> None:
         me = threading.get_ident()
         if me in self.holders:
             return
-        q = os.open(self.queue_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        q, w = self._descriptors(me)
+        fcntl.flock(q, fcntl.LOCK_EX)
         try:
-            fcntl.flock(q, fcntl.LOCK_EX)
-            w = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            try:
-                fcntl.flock(w, fcntl.LOCK_EX)
-            except BaseException:
-                os.close(w)
-                raise
+            fcntl.flock(w, fcntl.LOCK_EX)
         finally:
-            os.close(q)  # lets the next writer queue at -wl
+            fcntl.flock(q, fcntl.LOCK_UN)  # lets the next writer queue at -wl
         self.held[id(dbapi_conn)] = (w, me)
         self.holders.add(me)
 
@@ -84,7 +96,7 @@ class WriteGate:
         entry = self.held.pop(id(raw), None)
         if entry is not None:
             self.holders.discard(entry[1])
-            os.close(entry[0])  # closing the descriptor drops its flock
+            fcntl.flock(entry[0], fcntl.LOCK_UN)
 
 
 def _gate_engine(engine: Engine, gate: WriteGate) -> None:
