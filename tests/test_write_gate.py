@@ -105,3 +105,22 @@ def test_a_killed_holder_lets_go(tmp_path: Path) -> None:
         if holder.poll() is None:
             holder.kill()
         engine.dispose()
+
+
+def test_background_checkpoint_lets_the_wal_start_over(tmp_path: Path) -> None:
+    from hub.store import db
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'hub.db'}")
+    writes = db.background_checkpoints(engine)
+    assert writes is not None and db.background_checkpoints(make_engine("sqlite://")) is None
+    with writes.begin() as conn:
+        conn.execute(text("CREATE TABLE t (x BLOB)"))
+    for _ in range(30):  # ~5,000 pages: past RESTART_FRAMES, never checkpointed by a commit
+        with writes.begin() as conn:
+            conn.execute(text("INSERT INTO t VALUES (randomblob(700000))"))
+    log, done = db.checkpoint(engine)
+    assert log >= db.RESTART_FRAMES and done == log  # copied entirely, under the gate
+    with writes.begin() as conn:  # ... so this writer starts the WAL over
+        conn.execute(text("INSERT INTO t VALUES (x'00')"))
+    assert db.checkpoint(engine)[0] < 10
+    engine.dispose()

@@ -29,6 +29,7 @@ from hub.engine.threads import Threads, call_update
 from hub.models import Lead
 from hub.normalize import normalize_lead, normalize_phone
 from hub.store import tables as t
+from hub.store.db import background_checkpoints, checkpoint
 
 #: Headers worth keeping with the raw request (signatures, ids, types); others are noise.
 KEPT_HEADERS = (
@@ -331,9 +332,14 @@ class IngestBatcher:
     without a wake-up, and none is rung twice for the same moment.
 
     The thread lives as long as the batcher, so a commit costs no thread-pool hop, and
-    the store's blocking I/O (a WAL checkpoint, a lock held by a worker, a PostgreSQL
-    round trip) never stalls the event loop.
+    the store's blocking I/O (a lock held by a worker, a PostgreSQL round trip) never
+    stalls the event loop. On SQLite the writer's commits never run a WAL checkpoint
+    (SQLite's default runs one inside every commit that brings the WAL past 1000 pages:
+    a 50 ms stall every ~3,000 leads that every request in flight waited for, measured
+    as the api's whole p99); a third thread checkpoints every 0.2 s without blocking.
     """
+
+    CHECKPOINT_EVERY_S = 0.2
 
     def __init__(
         self,
@@ -342,6 +348,7 @@ class IngestBatcher:
         max_batch: int = 256,
     ) -> None:
         self.engine = engine
+        self._writes = background_checkpoints(engine)
         self.after_commit = after_commit
         self.max_batch = max_batch
         self._queue: queue.SimpleQueue[_Waiter | None] | None = None
@@ -351,6 +358,8 @@ class IngestBatcher:
         self._to_wake: list[IngestResult] = []  # committed, not yet rung
         self._waker: threading.Thread | None = None
         self._waker_closing = False
+        self._checkpointer: threading.Thread | None = None
+        self._stop_checkpoints = threading.Event()
 
     async def submit(self, item: IngestItem) -> IngestResult:
         fut: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
@@ -371,6 +380,12 @@ class IngestBatcher:
                         target=self._wake_loop, name="leadhub-wake", daemon=True
                     )
                     self._waker.start()
+                if self._writes is not None:
+                    self._stop_checkpoints.clear()
+                    self._checkpointer = threading.Thread(
+                        target=self._checkpoint_loop, name="leadhub-checkpoint", daemon=True
+                    )
+                    self._checkpointer.start()
             return self._queue
 
     def _write(self, waiting: queue.SimpleQueue[_Waiter | None]) -> None:
@@ -396,6 +411,11 @@ class IngestBatcher:
                     self._to_wake += results
                     self._woken.notify()
 
+    def _checkpoint_loop(self) -> None:
+        while not self._stop_checkpoints.wait(self.CHECKPOINT_EVERY_S):
+            with contextlib.suppress(Exception):  # the next turn tries again
+                checkpoint(self.engine)
+
     def _wake_loop(self) -> None:
         """The wake-up thread: rings for everything committed since its last ring."""
         assert self.after_commit is not None
@@ -413,7 +433,8 @@ class IngestBatcher:
         """Commit a batch, then hand each waiting request its result (or the store's error)."""
         outcomes: list[IngestResult] | list[Exception]
         try:
-            outcomes = results = ingest_batch(self.engine, [item for item, _ in batch])
+            outcomes = results = ingest_batch(self._writes or self.engine,
+                                              [item for item, _ in batch])
         except Exception as exc:  # the store is down: every waiting request gets the error
             outcomes, results = [exc] * len(batch), []
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[IngestResult], Any]]] = {}
@@ -428,7 +449,8 @@ class IngestBatcher:
         """Stop the writer once what is queued is committed."""
         with self._lock:
             waiting, thread, waker = self._queue, self._thread, self._waker
-            self._queue = self._thread = self._waker = None
+            checkpointer = self._checkpointer
+            self._queue = self._thread = self._waker = self._checkpointer = None
         if waiting is not None and thread is not None:
             waiting.put(None)
             await asyncio.to_thread(thread.join, 30)
@@ -437,6 +459,9 @@ class IngestBatcher:
                 self._waker_closing = True
                 self._woken.notify()
             await asyncio.to_thread(waker.join, 10)
+        if checkpointer is not None:
+            self._stop_checkpoints.set()
+            await asyncio.to_thread(checkpointer.join, 10)
 
 
 def _settle(outcomes: list[tuple[asyncio.Future[IngestResult], Any]]) -> None:

@@ -29,6 +29,10 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 READ_ONLY = "leadhub_read_only"
+#: execution option: this engine's writers leave WAL checkpoints to ``checkpoint`` (a
+#: background thread) instead of running one inside a commit every 1000 pages
+NO_AUTOCHECKPOINT = "leadhub_no_autocheckpoint"
+RESTART_FRAMES = 4096  # a WAL of 16 MB (4 KB pages): finish the copy so it starts over
 
 
 class WriteGate:
@@ -127,9 +131,12 @@ def _sqlite_begin(conn: Any) -> None:
     # Writers take the write lock at BEGIN: a deferred transaction that reads and later
     # upgrades to a writer fails with SQLITE_BUSY at once instead of waiting its turn.
     # Readers (``read_only(engine)``) begin DEFERRED and never block anyone under WAL.
-    if conn.get_execution_options().get(READ_ONLY):
+    options = conn.get_execution_options()
+    if options.get(READ_ONLY):
         conn.exec_driver_sql("BEGIN")
         return
+    if options.get(NO_AUTOCHECKPOINT):  # a connection setting; a few µs
+        conn.connection.dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")
     gate: WriteGate | None = conn.engine.dialect.__dict__.get("leadhub_gate")
     if gate is None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
@@ -141,6 +148,41 @@ def _sqlite_begin(conn: Any) -> None:
     except BaseException:
         gate.release(dbapi_conn)
         raise
+
+
+def background_checkpoints(engine: Engine) -> Engine | None:
+    """``engine`` for writers whose commits must not stall on a WAL checkpoint (the api's
+    group commit), or None where that does not apply (PostgreSQL, in-memory SQLite).
+    Whoever uses it calls ``checkpoint`` every fraction of a second."""
+    if "leadhub_gate" not in engine.dialect.__dict__:
+        return None
+    return engine.execution_options(**{NO_AUTOCHECKPOINT: True})
+
+
+def checkpoint(engine: Engine) -> tuple[int, int]:
+    """Copy committed WAL pages into the database without blocking anyone (PASSIVE).
+
+    The WAL starts over only when a writer begins while every frame is copied, which
+    back-to-back writers rarely leave time for; so once it holds ``RESTART_FRAMES``, the
+    copy is finished while holding the write gate (no writer adds frames meanwhile; it
+    copies what the last pass left, a few ms), and the next writer starts the WAL over.
+    Never a RESTART or TRUNCATE checkpoint: those wait for readers, and a long read would
+    then hold every writer behind the gate. Returns (frames in the WAL, frames copied)."""
+    raw = engine.raw_connection()
+    try:
+        driver = raw.driver_connection
+        assert driver is not None
+        _busy, log, done = driver.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        gate: WriteGate | None = engine.dialect.__dict__.get("leadhub_gate")
+        if gate is not None and log >= RESTART_FRAMES:
+            gate.acquire(raw.dbapi_connection)
+            try:
+                _busy, log, done = driver.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            finally:
+                gate.release(raw.dbapi_connection)
+        return int(log), int(done)
+    finally:
+        raw.close()
 
 
 def read_only(engine: Engine) -> Engine:
