@@ -4,21 +4,44 @@ from __future__ import annotations
 
 import random
 
-from hub.engine.retry import CAP_S, DEFAULT_HORIZON_S, JITTER, backoff_s, decide
+from hub.engine.retry import (
+    CAP_S,
+    DEFAULT_HORIZON_S,
+    JITTER,
+    QUICK_STEP_S,
+    QUICK_TRIES,
+    backoff_s,
+    decide,
+)
 
 
 def test_intervals_grow_exponentially_within_jitter_bounds() -> None:
+    """Twice the time already spent failing (≥ 5 s, ≤ 2 h): without jitter the attempts fall
+    at 5 s, 15 s, 45 s, 135 s … after the first."""
+    assert [backoff_s(t, factor=1.0) for t in (0, 5, 15, 45, 135)] == [5, 10, 30, 90, 270]
+    assert backoff_s(10 * 3600, factor=1.0) == CAP_S
     rng = random.Random(7)
-    expected = [5, 15, 45, 135, 405, 1215, 3645, CAP_S, CAP_S]
-    for attempt, base in enumerate(expected, start=1):
+    for failing_for in (0, 3, 40, 1000, 5000, 50_000):
+        base = min(CAP_S, max(5.0, 2 * failing_for))
         for _ in range(200):
-            d = backoff_s(attempt, rng)
+            d = backoff_s(failing_for, rng)
             assert base * (1 - JITTER) <= d <= base * (1 + JITTER)
+
+
+def test_quick_tries_while_the_destination_answers() -> None:
+    for attempt in range(1, QUICK_TRIES + 1):
+        d = decide(attempt=attempt, first_attempt_at=0, now=20, quick=True, factor=1.0)
+        assert d.next_attempt_at == 20 + attempt * QUICK_STEP_S
+    # spent: the long schedule, by the time spent failing
+    d = decide(attempt=QUICK_TRIES + 1, first_attempt_at=0, now=36, quick=True, factor=1.0)
+    assert d.next_attempt_at == 36 + 72
+    # a destination that is down gets no quick tries
+    assert decide(attempt=1, first_attempt_at=0, now=0, quick=False, factor=1.0).next_attempt_at == 5
 
 
 def test_jitter_spreads_retries() -> None:
     rng = random.Random(1)
-    values = {round(backoff_s(3, rng), 3) for _ in range(50)}
+    values = {round(backoff_s(45, rng), 3) for _ in range(50)}
     assert len(values) > 40
 
 

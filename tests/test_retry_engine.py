@@ -76,7 +76,7 @@ def test_retries_back_off_for_a_day_then_dead_then_replay_without_duplicate(
     now, attempts, intervals = t0, 1, []
     clock = {"now": now}
     while d.status == "failed":
-        base = min(CAP_S, BASE_S * FACTOR ** (attempts - 1))
+        base = min(CAP_S, max(BASE_S, (FACTOR - 1) * (now - d.first_attempt_at)))
         gap = d.next_attempt_at - now
         assert base * (1 - JITTER) - 1e-6 <= gap <= base * (1 + JITTER) + 1e-6, (attempts, gap)
         intervals.append(gap)
