@@ -63,11 +63,10 @@ from hub.store.deliveries import (
 log = logging.getLogger("leadhub.drain")
 BUDGET_S = 20.0  # a drain job yields after this, so one destination never holds a worker
 MAX_DRAINS = 3  # drains of one healthy destination at once (they share its rate limit)
+#: drains of a healthy destination without a backlog: two, so that one request hanging
+#: until its timeout (a CRM's slow answer) does not stop the destination's other leads
+STEADY_DRAINS = 2
 ORIGINAL_WAIT_S = 2.0  # a duplicate waits this long for its original's delivery
-
-
-class NotTried(RetryableError):
-    """An item of a batch that was not sent: the look-up before it failed."""
 
 
 @dataclass
@@ -112,8 +111,9 @@ def drain(
     timeout = request_timeout(dest)
     slot = DrainSlot(rt.redis, destination, timeout * 2 + 10)
     ok, failures = health(rt, destination)
-    helper = (ok or not failures) and take_spread(rt, destination)
-    if not slot.acquire(MAX_DRAINS if helper else 1):
+    healthy = ok or not failures
+    most = (MAX_DRAINS if take_spread(rt, destination) else STEADY_DRAINS) if healthy else 1
+    if not slot.acquire(most):
         stats.refused = True  # the running drain is told to look again when it ends
         return stats
     try:
@@ -179,9 +179,8 @@ class Drain:
             sent_ok = any(o.error is None for o in outcomes)
             answered_before, _ = health(self.rt, self.name)
             record = self.build_record(
-                {r.id: r for r in rows}, {i.delivery_id: i for i in items}, outcomes, deferred,
-                unsent, quick=answered_before or sent_ok, now=self.clock(),
-            )
+                {r.id: r for r in rows}, outcomes, deferred, unsent,
+                quick=answered_before or sent_ok, now=self.clock())
             record_attempt(self.rt.db, record, attempt, self.clock())
             if not self.after(outcomes, answered_before):
                 return
@@ -207,20 +206,16 @@ class Drain:
         orphans = [i for i in items if i.lead.duplicate_of and i.duplicate_of_external_id is None]
         outcomes = [DeliveryOutcome(i.delivery_id, external_id=None) for i in orphans]
         items = [i for i in items if i not in orphans]
-        found, lookup_error = self.look_up([i for i in items if i.uncertain])
+        found, unresolved = self.look_up([i for i in items if i.uncertain])
         outcomes += [DeliveryOutcome(i.delivery_id, external_id=found[i.delivery_id])
                      for i in items if i.delivery_id in found]
-        if lookup_error is not None:
-            # Nothing is sent while an uncertain item's fate is unknown: the unlooked-up
-            # ones fail (a quick try, not a backoff step), the others wait with them.
-            unsent = {i.delivery_id for i in items if i.uncertain and i.delivery_id not in found}
-            outcomes += [DeliveryOutcome(i, error=lookup_error) for i in sorted(unsent)]
-            outcomes += [DeliveryOutcome(i.delivery_id, error=NotTried("the look-up before it failed"))
-                         for i in items if not i.uncertain]
-            return outcomes, deferred, unsent
-        todo = [i for i in items if i.delivery_id not in found]
+        # Nothing is sent for an uncertain item whose fate is still unknown: it fails (one
+        # quick try, not a backoff step); the rest of the batch goes on.
+        outcomes += [DeliveryOutcome(i, error=err) for i, err in unresolved.items()]
+        unsent = set(unresolved)
+        todo = [i for i in items if i.delivery_id not in found and i.delivery_id not in unsent]
         if not todo:
-            return outcomes, deferred, set()
+            return outcomes, deferred, unsent
         mark_sending(self.rt.db, [i.delivery_id for i in todo if i.uncertain],
                      self.clock() + self.timeout * 2 + 10, attempt)
         with self.slot():  # after the commit above: the slot is taken when the request leaves
@@ -229,50 +224,56 @@ class Drain:
             outcomes += [DeliveryOutcome(i.delivery_id, error=err) for i in todo]
         else:
             outcomes += _complete(todo, result)
-        return outcomes, deferred, set()
+        return outcomes, deferred, unsent
 
-    def look_up(self, uncertain: list[DeliveryItem]) -> tuple[dict[str, str], Exception | None]:
-        """External ids of the uncertain items that did land, found with as few requests as
-        the destination allows; stops at the first failed look-up."""
+    def look_up(
+        self, uncertain: list[DeliveryItem],
+    ) -> tuple[dict[str, str], dict[str, Exception]]:
+        """External ids of the uncertain items that did land, and the items whose look-up
+        failed with its error (both by delivery id). Items are looked up by the attempt that may have created
+        them, one ``lookup_many`` call per attempt (amoCRM: one request finds what an
+        interrupted batch of 50 made), so one failed look-up leaves the others' answers
+        standing; a destination without ``lookup_many`` is asked item by item."""
         found: dict[str, str] = {}
-        if not uncertain:
-            return found, None
-        if type(self.dest).lookup_many is not Destination.lookup_many:
-            with self.slot():
-                many, err = _call(self.dest.lookup_many, uncertain)
-            if err is not None:
-                return found, err
-            if many is not None:  # one look-up answered for the whole batch
-                return {k: str(v) for k, v in many.items() if v}, None
-        for item in uncertain:  # the destination looks up one item at a time
+        failed: dict[str, Exception] = {}
+        singles = uncertain
+        if uncertain and type(self.dest).lookup_many is not Destination.lookup_many:
+            singles = []
+            groups: dict[str | None, list[DeliveryItem]] = {}
+            for item in uncertain:
+                groups.setdefault(item.previous_attempt_id, []).append(item)
+            for group in groups.values():
+                with self.slot():
+                    many, err = _call(self.dest.lookup_many, group)
+                if err is not None:
+                    failed.update((i.delivery_id, err) for i in group)
+                elif many is None:  # no cheaper way after all
+                    singles += group
+                else:
+                    found.update((k, str(v)) for k, v in many.items() if v)
+        for item in singles:
             with self.slot():
                 ext, err = _call(self.dest.lookup, item)
             if err is not None:
-                return found, err
-            if ext:
+                failed[item.delivery_id] = err
+            elif ext:
                 found[item.delivery_id] = str(ext)
-        return found, None
+        return found, failed
 
     # ------------------------------------------------------------ what it means
 
     def build_record(
-        self, rows: dict[str, Any], items: dict[str, DeliveryItem], outcomes: list[DeliveryOutcome],
-        deferred: list[DeliveryItem], unsent: set[str], *, quick: bool, now: float,
+        self, rows: dict[str, Any], outcomes: list[DeliveryOutcome], deferred: list[DeliveryItem],
+        unsent: set[str], *, quick: bool, now: float,
     ) -> AttemptRecord:
         """Outcomes into store changes. Items that failed together share one jitter draw,
-        so those with the same number of attempts fall due together and stay one batch;
-        items not tried wait with the earliest of them."""
+        so those with the same number of attempts fall due together and stay one batch."""
         record = AttemptRecord()
         factor = jitter_factor()
         paused = max((o.error.pause_s for o in outcomes if isinstance(o.error, DestinationPaused)),
                      default=None)
-        untried: list[DeliveryItem] = list(deferred)
-        first_retry: float | None = None
         for out in outcomes:
-            row, item = rows[out.delivery_id], items[out.delivery_id]
-            if isinstance(out.error, NotTried):
-                untried.append(item)
-                continue
+            row = rows[out.delivery_id]
             record.lead_ids.add(row.lead_id)
             attempts, first = row.attempts + 1, row.first_attempt_at or now
             common = {"b_id": row.id, "b_attempts": attempts, "b_first": first}
@@ -292,8 +293,6 @@ class Drain:
                                   quick=quick, factor=factor)
                 status = "dead" if decision.dead else "failed"
                 next_at = decision.next_attempt_at
-                if status == "failed":
-                    first_retry = next_at if first_retry is None else min(first_retry, next_at)
             # Sent in this attempt: the error says whether it may have landed. A failed
             # look-up sent nothing, and the earlier attempt may still have landed.
             unsure = True if out.delivery_id in unsent else bool(getattr(err, "uncertain", True))
@@ -304,10 +303,8 @@ class Drain:
                 self.stats.finished.append((row.lead_id, self.name, "dead", None, message))
             else:
                 self.stats.failed += 1
-        for item in untried:
-            waits_for_original = item in deferred
-            at = now + ORIGINAL_WAIT_S if waits_for_original or first_retry is None else first_retry
-            record.deferred[item.delivery_id] = (at, item.uncertain)
+        for item in deferred:  # waiting for their original's delivery: not an attempt
+            record.deferred[item.delivery_id] = (now + ORIGINAL_WAIT_S, item.uncertain)
             self.stats.deferred += 1
         return record
 

@@ -3,7 +3,7 @@
 Two schedules, chosen by what the failure says about the destination:
 
 - **Quick tries** while the destination answers other requests (a flaky CRM that fails
-  one request in five): the first ``QUICK_TRIES`` failures of a delivery wait 1, 2, … 8 s.
+  one request in five): the first ``QUICK_TRIES`` failures of a delivery wait 0.5, 1, … 4 s.
   Exponential backoff on every failure turned 20 % faults into minutes of delay
   (FIELD-NOTES, "Lessons we paid for"). Eight, because an uncertain batch costs two
   requests per try (a look-up, then the create), so at 20 % faults a try fails 36 % of the
@@ -34,7 +34,7 @@ CAP_S = 2 * 3600.0
 JITTER = 0.2
 DEFAULT_HORIZON_S = 25 * 3600.0
 QUICK_TRIES = 8  # failures of one delivery retried within seconds while its destination answers
-QUICK_STEP_S = 1.0  # the n-th quick try waits n × this
+QUICK_STEP_S = 0.5  # the n-th quick try waits n × this
 
 
 @dataclass(frozen=True)
