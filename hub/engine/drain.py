@@ -156,12 +156,14 @@ class Drain:
             first = False
             # Lease right before the request may leave: items leased early would wait out
             # the rate limit (and other drains' turns) already taken from the queue.
-            ready = self.limiter.ready_in(self.name, self.limits.requests_per_second,
-                                          self.limits.burst)
-            if ready > 0:
+            rate, burst = self.limits.requests_per_second, self.limits.burst
+            ready = self.limiter.ready_in(self.name, rate, burst)
+            if ready > 0 or not self.limiter.claim_turn(self.name, rate, burst):
+                ready = max(ready, 0.005)
                 if time.monotonic() - started + ready >= budget_s:
                     break
                 time.sleep(ready)
+                continue
             now = self.clock()
             attempt = new_id()
             with self.rt.db.begin() as conn:

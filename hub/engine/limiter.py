@@ -159,6 +159,16 @@ class RateLimiter:
         limit, window = window_of(rate_per_s, burst)
         return int(self._ready(keys=self._keys(key), args=[limit, int(window * 1_000_000)])) / 1_000_000
 
+    def claim_turn(self, key: str, rate_per_s: float | None, burst: int = 1) -> bool:
+        """Of the senders that found ``ready_in`` at 0, let one go first: it holds the turn
+        for one spacing interval (or until it begins its request). The others wait for the
+        next slot *before* taking work, instead of each holding a leased batch in line."""
+        if rate_per_s is None or math.isinf(rate_per_s):
+            return True
+        limit, window = window_of(rate_per_s, burst)
+        ms = max(1, int(window / limit * SPACING * 1000))
+        return bool(self.conn.set(f"leadhub:turn:{key}", b"1", nx=True, px=ms))
+
     def begin(self, key: str, rate_per_s: float | None, burst: int = 1,
               in_flight_s: float = DEFAULT_IN_FLIGHT_S) -> str:
         """Block until one request to ``key`` may leave; the token to ``end`` it with."""
