@@ -153,7 +153,6 @@ class Drain:
             # the job looked before it started; later, another drain may have opened it
             if not first and breaker_open(self.rt, self.name):
                 return
-            first = False
             # Lease right before the request may leave: items leased early would wait out
             # the rate limit (and other drains' turns) already taken from the queue.
             rate, burst = self.limits.requests_per_second, self.limits.burst
@@ -164,6 +163,7 @@ class Drain:
                     break
                 time.sleep(ready)
                 continue
+            first = False
             now = self.clock()
             attempt = new_id()
             with self.rt.db.begin() as conn:
