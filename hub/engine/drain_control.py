@@ -85,20 +85,23 @@ def health(rt: Runtime, destination: str) -> tuple[bool, int | None]:
     return bool(ok), None if failures is None else int(failures)
 
 
+LIMITED_MEMORY_S = 10  # a 429 further apart than this from the last one starts again at 0.25 s
+
+
 def limited_key(destination: str) -> str:
     return f"leadhub:limited:{destination}"
 
 
 def rate_limit_hold(rt: Runtime, destination: str, retry_after: float | None) -> float:
     """How long every sender holds back after a 429: what the API asked; without
-    ``Retry-After``, 0.25 s doubling with each 429 in a row (up to 60 s) until something is
-    delivered. A fixed 1 s hold turned each of amoCRM's occasional 429s into a second of
+    ``Retry-After``, 0.25 s doubling with each 429 that follows within ``LIMITED_MEMORY_S``
+    (up to 60 s), until something is delivered. A fixed 1 s hold turned each of amoCRM's occasional 429s into a second of
     silence for the whole 7/s budget."""
     if retry_after is not None:
         return min(max(retry_after, 0.1), 60.0)
     pipe = rt.redis.pipeline()
     pipe.incr(limited_key(destination))
-    pipe.expire(limited_key(destination), 120)
+    pipe.expire(limited_key(destination), LIMITED_MEMORY_S)
     count, _ = pipe.execute()
     return float(min(60.0, 0.25 * 2 ** (int(count) - 1)))
 
