@@ -95,8 +95,8 @@ def limited_key(destination: str) -> str:
 def rate_limit_hold(rt: Runtime, destination: str, retry_after: float | None) -> float:
     """How long every sender holds back after a 429: what the API asked; without
     ``Retry-After``, 0.25 s doubling with each 429 that follows within ``LIMITED_MEMORY_S``
-    (up to 60 s), until something is delivered. A fixed 1 s hold turned each of amoCRM's occasional 429s into a second of
-    silence for the whole 7/s budget."""
+    (up to 60 s), until something is delivered. A fixed 1 s hold turned each of amoCRM's
+    occasional 429s into a second of silence for the whole 7/s budget."""
     if retry_after is not None:
         return min(max(retry_after, 0.1), 60.0)
     pipe = rt.redis.pipeline()
