@@ -455,9 +455,12 @@ def bench_hub(args: argparse.Namespace, work: Path) -> tuple[Row, StoreCheck]:
     config = work / "plugins.toml"
     config.write_text(HUB_CONFIG.format(data_dir=data_dir, token=ADMIN_TOKEN, source=SOURCE,
                                         warmup=WARMUP_SOURCE))
-    db_url = HubSettings(data_dir=data_dir, database_url=args.database_url).sqlalchemy_url()
+    # a fresh PostgreSQL database: in a shared one, the bodies of an earlier run (same
+    # phones) within the dedup window would be provider retries, not new leads
+    database_url = fresh_database(args.database_url)
+    db_url = HubSettings(data_dir=data_dir, database_url=database_url).sqlalchemy_url()
     store = "PostgreSQL" if db_url.startswith("postgresql") else "SQLite"
-    cluster = HubCluster(config, data_dir=data_dir, database_url=args.database_url,
+    cluster = HubCluster(config, data_dir=data_dir, database_url=database_url,
                          admin_token=ADMIN_TOKEN)
     try:
         cluster.start_redis()
@@ -475,6 +478,8 @@ def bench_hub(args: argparse.Namespace, work: Path) -> tuple[Row, StoreCheck]:
         return row, StoreCheck(leads0, leads1, raw0, raw1, api_count)
     finally:
         cluster.stop()
+        if database_url != args.database_url:
+            drop_database(args.database_url, database_url)
 
 
 # ---------------------------------------------------------------------------- leadhub serve
@@ -650,14 +655,15 @@ class ServeHub:
             data_dir=self.data_dir, token=ADMIN_TOKEN, source=SOURCE, warmup=WARMUP_SOURCE,
             destination=DESTINATIONS[args.destination], receiver_url=receiver_url,
             webhook_extra=_webhook_extra()))
+        self.database_url = fresh_database(args.database_url)
         self.db_url = HubSettings(data_dir=self.data_dir,
-                                  database_url=args.database_url).sqlalchemy_url()
+                                  database_url=self.database_url).sqlalchemy_url()
         self.store = "PostgreSQL" if self.db_url.startswith("postgresql") else "SQLite"
 
     def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LEADHUB_")}
         env.update(LEADHUB_CONFIG=str(self.config), LEADHUB_DATA_DIR=str(self.data_dir),
-                   LEADHUB_DATABASE_URL=self.args.database_url, LEADHUB_ADMIN_TOKEN=ADMIN_TOKEN,
+                   LEADHUB_DATABASE_URL=self.database_url, LEADHUB_ADMIN_TOKEN=ADMIN_TOKEN,
                    PYTHONUNBUFFERED="1")
         log = open(self.work / "serve.log", "ab")  # noqa: SIM115 - owned by the process
         self.proc = subprocess.Popen(
@@ -696,6 +702,47 @@ class ServeHub:
         for pid in pids[1:]:  # a worker or the Redis that outlived serve's own clean-up
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        if self.database_url != self.args.database_url:
+            drop_database(self.args.database_url, self.database_url)
+
+
+def _admin_engine(url: str) -> Any:
+    from sqlalchemy import create_engine
+
+    from hub.config import HubSettings
+
+    return create_engine(HubSettings(database_url=url).sqlalchemy_url(),
+                         isolation_level="AUTOCOMMIT")
+
+
+def fresh_database(url: str) -> str:
+    """A new PostgreSQL database beside ``url``'s for ``serve`` (the dedup window would
+    otherwise see the phones of an earlier run and route its leads as duplicates, which
+    the file destination does not write); ``url`` itself when that is not possible."""
+    if not url.startswith("postgresql"):
+        return url
+    name = f"leadhub_bench_{os.getpid()}_{int(time.time())}"
+    engine = _admin_engine(url)
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    except Exception as exc:  # no CREATEDB right: use the given database
+        print(f"  cannot create a fresh database ({type(exc).__name__}); using {url}")
+        return url
+    finally:
+        engine.dispose()
+    return url.rsplit("/", 1)[0] + "/" + name
+
+
+def drop_database(url: str, fresh: str) -> None:
+    engine = _admin_engine(url)
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{fresh.rsplit("/", 1)[1]}" WITH (FORCE)')
+    except Exception as exc:
+        print(f"  could not drop {fresh}: {exc}")
+    finally:
+        engine.dispose()
 
 
 def _webhook_extra() -> str:
