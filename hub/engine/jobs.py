@@ -7,6 +7,7 @@ again; each is idempotent, so a duplicate execution (RQ's known failure mode) is
 from __future__ import annotations
 
 import logging
+import time
 
 from hub.engine.drain import drain
 from hub.engine.drain_control import breaker_open
@@ -28,12 +29,23 @@ def wake_drain(rt: Runtime, destination: str) -> bool:
     return wake(rt.redis, destination_queue(destination), DRAIN_JOB, destination)
 
 
+PROCESS_BUDGET_S = 0.5  # a process job yields after this, so drains get the worker too
+
+
 def process_job() -> int:
-    """Route every received lead, batch by batch; wake the drains it gave work to."""
+    """Route received leads, batch by batch, for at most ``PROCESS_BUDGET_S``; wake the
+    drains it gave work to. Under a steady load there is always another lead to route: a
+    job that looped until none was left kept ``leadhub serve``'s one worker from ever
+    running a drain (on PostgreSQL nothing was delivered while the load lasted). With work
+    left it wakes its own queue again, behind the drains it woke."""
     rt = current()
     clear_wake(rt.redis, PROCESS_QUEUE)
     total = 0
+    started = time.monotonic()
     while True:
+        if time.monotonic() - started >= PROCESS_BUDGET_S:
+            wake_process(rt)
+            return total
         done = process_received(rt)
         if not done.leads:
             return total

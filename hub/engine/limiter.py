@@ -109,6 +109,7 @@ return 0
 """
 
 DEFAULT_IN_FLIGHT_S = 60.0
+HOLD_FRESH_S = 0.05
 #: Requests are also spaced at 0.97 / rate: the log alone lets a window's requests leave
 #: in one burst and then none for a second, which put up to a second of waiting on a lead
 #: that came just after a burst (webhook → deal p99 1.9 s at 100 leads/s into amoCRM).
@@ -131,6 +132,7 @@ class RateLimiter:
         self._penalize = conn.register_script(_PENALIZE)
         self._hold = conn.register_script(_HOLD)
         self._ready = conn.register_script(_READY)
+        self._holds: dict[str, tuple[float, float]] = {}  # key → (asked at, held until), monotonic
 
     @staticmethod
     def _keys(key: str) -> list[str]:
@@ -181,10 +183,26 @@ class RateLimiter:
         """The request was answered (or failed): it counts for one more window."""
         self._end(keys=self._keys(key)[:1], args=[token])
 
+    def _hold_wait(self, key: str) -> float:
+        """The hold on ``key``, asked of Redis at most every ``HOLD_FRESH_S`` per process:
+        with no fixed rate a hold is all there is to wait for, and one round trip per
+        request was most of a webhook drain's time."""
+        now = time.monotonic()
+        cached = self._holds.get(key)
+        if cached is None or now - cached[0] >= HOLD_FRESH_S:
+            until = now + int(self._hold(keys=self._keys(key)[1:])) / 1_000_000
+            self._holds[key] = cached = (now, until)
+        return max(0.0, cached[1] - now)
+
     @contextmanager
     def slot(self, key: str, rate_per_s: float | None, burst: int = 1,
              in_flight_s: float = DEFAULT_IN_FLIGHT_S) -> Iterator[None]:
         """``with limiter.slot(...): send()``: waits for a slot, frees it when answered."""
+        if rate_per_s is None or math.isinf(rate_per_s):
+            while (wait := self._hold_wait(key)) > 0:
+                time.sleep(wait)
+            yield
+            return
         token = self.begin(key, rate_per_s, burst, in_flight_s)
         try:
             yield
@@ -199,4 +217,5 @@ class RateLimiter:
 
     def penalize(self, key: str, seconds: float) -> None:
         """Send nothing to ``key`` for ``seconds`` (the API refused a request as over its limit)."""
+        self._holds.pop(key, None)
         self._penalize(keys=self._keys(key)[1:], args=[int(seconds * 1_000_000)])
