@@ -27,10 +27,9 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,11 +38,7 @@ from typing import Any
 import httpx
 
 from hub.errors import DestinationPaused, PermanentError, RateLimited, RetryableError
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: workers share tokens within one process only
-    fcntl = None  # type: ignore[assignment]
+from plugins.amocrm.state_file import StateFile
 
 log = logging.getLogger(__name__)
 EARLY_REFRESH_S = 300  # refresh this long before the access token expires
@@ -75,44 +70,22 @@ class OAuthSettings:
     redirect_uri: str
 
 
-class TokenFile:
+class TokenFile(StateFile):
     """The rotated OAuth tokens of one connector, shared by every process on the host."""
 
     def __init__(self, path: Path, seed_refresh_token: str) -> None:
-        self.path = path
+        super().__init__(path)
         # The file belongs to the refresh token the admin configured; a new one in the
         # config (after re-authorizing) makes the stored chain obsolete.
         self.seed = hashlib.sha256(seed_refresh_token.encode()).hexdigest()[:16]
 
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_suffix(".lock"), "a+") as handle:
-            if fcntl is not None:
-                fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                if fcntl is not None:
-                    fcntl.flock(handle, fcntl.LOCK_UN)
-
     def load(self) -> dict[str, Any] | None:
-        try:
-            data = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return None
-        return data if isinstance(data, dict) and data.get("seed") == self.seed else None
+        data = self.read()
+        return data if data is not None and data.get("seed") == self.seed else None
 
     def save(self, access_token: str, refresh_token: str, expires_at: float) -> None:
-        data = {"seed": self.seed, "access_token": access_token,
-                "refresh_token": refresh_token, "expires_at": expires_at}
-        tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.path)
+        self.write({"seed": self.seed, "access_token": access_token,
+                    "refresh_token": refresh_token, "expires_at": expires_at})
 
 
 class AmoClient:

@@ -13,21 +13,13 @@ a marker in any field, so a deal marked in the other copy is still found.)
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hub.errors import RetryableError
 from plugins.amocrm.client import AmoClient
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: processes do not share the lock
-    fcntl = None  # type: ignore[assignment]
+from plugins.amocrm.state_file import StateFile
 
 KEY_FIELD = "LeadHub key"
 ATTEMPT_FIELD = "LeadHub attempt"
@@ -41,31 +33,16 @@ class MarkerFields:
     attempt: int  # the field holding lha:<attempt id>
 
 
-class FieldFile:
+class FieldFile(StateFile):
     """``<connector>.fields.json``: the field ids of one account, for every process."""
 
     def __init__(self, path: Path, base_url: str) -> None:
-        self.path = path
+        super().__init__(path)
         self.base_url = base_url  # ids belong to one account: another base_url starts over
 
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_suffix(".lock"), "a+") as handle:
-            if fcntl is not None:
-                fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                if fcntl is not None:
-                    fcntl.flock(handle, fcntl.LOCK_UN)
-
     def load(self) -> dict[str, int]:
-        try:
-            data = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return {}
-        if not isinstance(data, dict) or data.get("base_url") != self.base_url:
+        data = self.read()
+        if data is None or data.get("base_url") != self.base_url:
             return {}
         fields = data.get("fields")
         if not isinstance(fields, dict):
@@ -73,13 +50,7 @@ class FieldFile:
         return {str(k): v for k, v in fields.items() if isinstance(v, int)}
 
     def save(self, fields: dict[str, int]) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump({"base_url": self.base_url, "fields": fields}, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.path)
+        self.write({"base_url": self.base_url, "fields": fields})
 
 
 def resolve(
