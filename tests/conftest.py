@@ -15,6 +15,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from hub.queue import EmbeddedRedis
+from hub.runtime import Runtime, build_runtime
+from hub.testing import FakeAmoCRM
 from hub.testing.cluster import HubCluster
 
 PG_URL = os.environ.get("LEADHUB_TEST_DATABASE_URL", "")
@@ -101,3 +103,36 @@ def make_cluster(tmp_path: Path) -> Iterator[ClusterFactory]:
     yield make
     for c in made:
         c.stop()
+
+
+AMO_TOKEN = "long-lived-token"
+
+
+@pytest.fixture
+def amo() -> Iterator[FakeAmoCRM]:
+    """The fake amoCRM on loopback, with a long-lived token (``AMO_TOKEN``)."""
+    with FakeAmoCRM(token=AMO_TOKEN) as fake:
+        yield fake
+
+
+@pytest.fixture
+def amo_runtime(amo: FakeAmoCRM, write_config: ConfigWriter, tmp_path: Path, database_url: str,
+                redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
+    """A runtime (no processes) routing every webform lead to the fake amoCRM, for tests
+    that drive the engine's steps themselves with a controlled clock."""
+    monkeypatch.setenv("LEADHUB_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("LEADHUB_DATABASE_URL", database_url)
+    monkeypatch.setenv("LEADHUB_REDIS_URL", redis_url)
+    runtime = build_runtime(write_config(f"""
+        [hub]
+        default_destinations = ["amo_main"]
+        [sources.site_form]
+        plugin = "webform"
+        [destinations.amo_main]
+        plugin = "amocrm"
+        base_url = "{amo.base_url}"
+        access_token = "{AMO_TOKEN}"
+        timeout_s = 2
+    """))
+    yield runtime
+    runtime.close()

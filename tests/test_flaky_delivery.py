@@ -5,8 +5,6 @@ Real store, real Redis, the fake amoCRM on loopback; the engine's clock is contr
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,10 +15,9 @@ from hub.engine.drain_control import breaker_open
 from hub.engine.process import process_received
 from hub.engine.retry import JITTER, QUICK_STEP_S
 from hub.engine.sweeper import sweep
-from hub.runtime import Runtime, build_runtime
+from hub.runtime import Runtime
 from hub.store import tables as t
 from hub.testing import FakeAmoCRM
-from tests.conftest import ConfigWriter
 from tests.test_engine import form, ingest
 
 TOKEN = "long-lived-token"
@@ -28,31 +25,8 @@ COMPLEX = "/api/v4/leads/complex"
 
 
 @pytest.fixture
-def amo() -> Iterator[FakeAmoCRM]:
-    with FakeAmoCRM(token=TOKEN) as fake:
-        yield fake
-
-
-@pytest.fixture
-def rt(amo: FakeAmoCRM, write_config: ConfigWriter, tmp_path: Path, database_url: str,
-       redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
-    monkeypatch.setenv("LEADHUB_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("LEADHUB_DATABASE_URL", database_url)
-    monkeypatch.setenv("LEADHUB_REDIS_URL", redis_url)
-    runtime = build_runtime(write_config(f"""
-        [hub]
-        default_destinations = ["amo_main"]
-        dedup_window_minutes = 0
-        [sources.site_form]
-        plugin = "webform"
-        [destinations.amo_main]
-        plugin = "amocrm"
-        base_url = "{amo.base_url}"
-        access_token = "{TOKEN}"
-        timeout_s = 2
-    """))
-    yield runtime
-    runtime.close()
+def rt(amo_runtime: Runtime) -> Runtime:
+    return amo_runtime
 
 
 def deliveries(rt: Runtime) -> list[Any]:

@@ -4,7 +4,6 @@ that creates no duplicate in the CRM. Real store, real Redis, the fake amoCRM on
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,30 +25,8 @@ COMPLEX = "/api/v4/leads/complex"
 
 
 @pytest.fixture
-def amo() -> Iterator[FakeAmoCRM]:
-    with FakeAmoCRM(token=TOKEN) as fake:
-        yield fake
-
-
-@pytest.fixture
-def rt(amo: FakeAmoCRM, write_config: ConfigWriter, tmp_path: Path, database_url: str,
-       redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
-    monkeypatch.setenv("LEADHUB_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("LEADHUB_DATABASE_URL", database_url)
-    monkeypatch.setenv("LEADHUB_REDIS_URL", redis_url)
-    runtime = build_runtime(write_config(f"""
-        [hub]
-        default_destinations = ["amo_main"]
-        [sources.site_form]
-        plugin = "webform"
-        [destinations.amo_main]
-        plugin = "amocrm"
-        base_url = "{amo.base_url}"
-        access_token = "{TOKEN}"
-        timeout_s = 2
-    """))
-    yield runtime
-    runtime.close()
+def rt(amo_runtime: Runtime) -> Runtime:
+    return amo_runtime
 
 
 def delivery(rt: Runtime) -> Any:
