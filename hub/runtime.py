@@ -81,11 +81,8 @@ class Runtime:
 
             def request_slot() -> AbstractContextManager[None]:
                 # no fixed rate (None): only a hold the engine placed after a 429 applies
-                dest = made[0]
-                limits = dest.effective_limits()
-                timeout = float(getattr(dest.config, "timeout_s", 30.0) or 30.0)
-                return limiter.slot(name, limits.requests_per_second, limits.burst,
-                                    in_flight_s=timeout * 2 + 5)
+                limits = made[0].effective_limits()
+                return limiter.slot(name, limits.requests_per_second, limits.burst)
 
             made.append(cls(spec.config, replace(self.context(name), throttle=throttle,
                                                  request_slot=request_slot)))

@@ -61,12 +61,15 @@ def test_a_request_counts_until_a_window_after_its_answer(redis_url: str) -> Non
     assert 0.4 < wait <= 0.55, wait  # the fast one's place, not a second after the slow one
 
 
-def test_an_unanswered_request_keeps_its_place(redis_url: str) -> None:
+def test_an_unanswered_request_counts_from_its_arrival_bound(redis_url: str) -> None:
+    """A request still unanswered a second after it left (hanging until its timeout, or its
+    worker killed) counts as if it had arrived then: its place frees a window later."""
     limiter = RateLimiter(redis.Redis.from_url(redis_url))
-    limiter.begin("amo", 2, in_flight_s=30)
-    limiter.begin("amo", 2, in_flight_s=30)
-    time.sleep(1.1)
-    assert limiter.try_begin("amo", 2, "third") > 25  # both still in flight (or their holder died)
+    limiter.begin("amo", 2)  # never answered
+    limiter.begin("amo", 2)  # spaced, never answered
+    time.sleep(0.6)
+    wait = limiter.try_begin("amo", 2, "third")
+    assert 0.8 < wait <= 0.95, wait  # the first one's place: 1 s bound + 1 s window − 1.09 s
 
 
 def test_a_hold_stops_everyone_and_no_fixed_rate_waits_for_nothing_else(redis_url: str) -> None:

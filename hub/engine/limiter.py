@@ -4,10 +4,13 @@ An API such as amoCRM's counts the requests that *arrive* within any one second 
 answers 429 to the eighth. We cannot see arrivals, only when a request left and when its
 answer came back: the arrival lies between the two. So the limiter keeps, per
 destination, a log of the requests of the last window (a sorted set on Redis's clock,
-updated by Lua scripts, atomic across processes): a request in flight counts until it
-is answered, an answered one for a window after its answer. A new request may leave only
-while fewer than ``limit`` requests are in that log, which holds whatever the latency:
-the request it replaces was answered a full window before this one can arrive.
+updated by Lua scripts, atomic across processes): a request counts for one window from
+its answer, or from ``ARRIVAL_BOUND_S`` after it left if it is still unanswered then (a
+request that hangs until its timeout reached the API long before; counting it until its
+answer cost four request slots per hanging request, a fifth of amoCRM's budget at 20 %
+faults). A new request may leave only while fewer than ``limit`` requests are in that
+log, which holds whatever the answer latency: the request it replaces arrived a full
+window before this one can.
 
 The window is one second with ``limit = ⌊rate⌋`` (smaller rates get a longer window, one
 request each), and grants are spaced at 0.97 / rate so a window's requests do not leave
@@ -17,7 +20,7 @@ per window, whichever is more: on loopback about 97 % of it. The earlier GCRA li
 arrivals; it could never get past 92 %.
 
 ``penalize`` holds every sender back after the API said 429 anyway. A slot whose holder
-died (a killed worker) frees itself after ``in_flight_s``.
+died (a killed worker) frees itself like an unanswered request.
 """
 
 from __future__ import annotations
@@ -30,9 +33,9 @@ from contextlib import contextmanager, suppress
 
 import redis
 
-# KEYS[1] = request log (sorted set: token → µs it stops counting), KEYS[2] = hold (µs)
-# KEYS[3] = the earliest µs the next request may leave (spacing)
-# ARGV[1] = limit, ARGV[2] = window (µs), ARGV[3] = token, ARGV[4] = in flight at most (µs),
+# KEYS[1] = request log (sorted set: token → µs it arrived at the latest), KEYS[2] = hold
+# (µs), KEYS[3] = the earliest µs the next request may leave (spacing)
+# ARGV[1] = limit, ARGV[2] = window (µs), ARGV[3] = token, ARGV[4] = arrival bound (µs),
 # ARGV[5] = spacing (µs)
 # → 0 when the request may leave now (it is logged as in flight), else µs to wait
 _BEGIN = """
@@ -88,11 +91,12 @@ if hold > now then return hold - now end
 return 0
 """
 
-# The request was answered: it counts for one window from now.
+# The request was answered: it counts for one window from now, or from its arrival bound
+# if that came first.
 _END = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-redis.call('ZADD', KEYS[1], 'XX', now, ARGV[1])
+redis.call('ZADD', KEYS[1], 'XX', 'LT', now, ARGV[1])
 return 0
 """
 
@@ -108,7 +112,7 @@ end
 return 0
 """
 
-DEFAULT_IN_FLIGHT_S = 60.0
+ARRIVAL_BOUND_S = 1.0
 HOLD_FRESH_S = 0.05
 #: Requests are also spaced at 0.97 / rate: the log alone lets a window's requests leave
 #: in one burst and then none for a second, which put up to a second of waiting on a lead
@@ -140,7 +144,6 @@ class RateLimiter:
 
     def try_begin(
         self, key: str, rate_per_s: float | None, token: str, burst: int = 1,
-        in_flight_s: float = DEFAULT_IN_FLIGHT_S,
     ) -> float:
         """0.0 when request ``token`` may leave now (it is logged as in flight); else the
         seconds to wait first. ``rate_per_s`` None: no fixed rate, only a hold applies."""
@@ -149,7 +152,7 @@ class RateLimiter:
         limit, window = window_of(rate_per_s, burst)
         spacing = window / limit * SPACING if burst <= 1 else 0.0
         wait_us = int(self._begin(keys=self._keys(key), args=[
-            limit, int(window * 1_000_000), token, int(in_flight_s * 1_000_000),
+            limit, int(window * 1_000_000), token, int(ARRIVAL_BOUND_S * 1_000_000),
             int(spacing * 1_000_000)]))
         return wait_us / 1_000_000
 
@@ -171,11 +174,10 @@ class RateLimiter:
         ms = max(1, int(window / limit * SPACING * 1000))
         return bool(self.conn.set(f"leadhub:turn:{key}", b"1", nx=True, px=ms))
 
-    def begin(self, key: str, rate_per_s: float | None, burst: int = 1,
-              in_flight_s: float = DEFAULT_IN_FLIGHT_S) -> str:
+    def begin(self, key: str, rate_per_s: float | None, burst: int = 1) -> str:
         """Block until one request to ``key`` may leave; the token to ``end`` it with."""
         token = uuid.uuid4().hex
-        while (wait := self.try_begin(key, rate_per_s, token, burst, in_flight_s)) > 0:
+        while (wait := self.try_begin(key, rate_per_s, token, burst)) > 0:
             time.sleep(wait)
         return token
 
@@ -195,19 +197,18 @@ class RateLimiter:
         return max(0.0, cached[1] - now)
 
     @contextmanager
-    def slot(self, key: str, rate_per_s: float | None, burst: int = 1,
-             in_flight_s: float = DEFAULT_IN_FLIGHT_S) -> Iterator[None]:
+    def slot(self, key: str, rate_per_s: float | None, burst: int = 1) -> Iterator[None]:
         """``with limiter.slot(...): send()``: waits for a slot, frees it when answered."""
         if rate_per_s is None or math.isinf(rate_per_s):
             while (wait := self._hold_wait(key)) > 0:
                 time.sleep(wait)
             yield
             return
-        token = self.begin(key, rate_per_s, burst, in_flight_s)
+        token = self.begin(key, rate_per_s, burst)
         try:
             yield
         finally:
-            with suppress(redis.RedisError):  # else the in-flight entry expires after in_flight_s
+            with suppress(redis.RedisError):  # else it counts from its arrival bound
                 self.end(key, token)
 
     def acquire(self, key: str, rate_per_s: float | None, burst: int = 1) -> None:
