@@ -128,3 +128,22 @@ def test_a_blocked_account_pauses_the_destination(rt: Runtime, amo: FakeAmoCRM) 
     amo.clear_records()
     assert drain(rt, "amo_main", clock=lambda: later).delivered == 3
     assert len(amo.leads) == 4
+
+
+def test_a_lease_keeps_an_earlier_attempts_items_together() -> None:
+    """The uncertain items of one earlier attempt are looked up with one request: a batch
+    boundary never cuts them in two (they wait for the next batch, whole)."""
+    from types import SimpleNamespace
+
+    from hub.store.deliveries import _whole_attempts
+
+    def row(i: int, attempt: str | None) -> SimpleNamespace:
+        return SimpleNamespace(id=f"d{i}", sent_attempt_id=attempt, uncertain=attempt is not None,
+                               lease_until=0.0)
+
+    candidates = [row(0, None), row(1, None), row(2, "A"), row(3, "B"), row(4, "A"),
+                  row(5, "A"), row(6, None), row(7, "B")]
+    assert [r.id for r in _whole_attempts(candidates, 4)] == ["d0", "d1", "d3", "d7"]
+    assert [r.id for r in _whole_attempts(candidates, 5)] == ["d0", "d1", "d2", "d4", "d5"]
+    assert [r.id for r in _whole_attempts([row(i, "A") for i in range(6)], 4)] == [
+        "d0", "d1", "d2", "d3"]  # a group larger than a batch is cut, never skipped

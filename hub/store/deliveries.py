@@ -46,11 +46,11 @@ def lease_batch(
             d.c.lease_until < now,
         )
         .order_by(d.c.next_attempt_at, d.c.id)
-        .limit(size)
+        .limit(size * 2)
     )
     if conn.dialect.name == "postgresql":
         q = q.with_for_update(skip_locked=True)
-    rows = list(conn.execute(q))
+    rows = _whole_attempts(list(conn.execute(q)), size)
     if rows:
         certain = (d.c.uncertain.is_(False)) & (d.c.lease_until <= 0)
         conn.execute(
@@ -62,6 +62,32 @@ def lease_batch(
             )
         )
     return rows
+
+
+def _whole_attempts(candidates: list[Any], size: int) -> list[Any]:
+    """Up to ``size`` rows in order, keeping the uncertain items of one earlier attempt
+    together: their look-up is one request for the whole group, and a group cut in two
+    by a batch boundary was looked up twice (each time exposed to a flaky CRM's faults)."""
+    groups: dict[str, list[Any]] = {}
+    for row in candidates:
+        if was_uncertain(row) and row.sent_attempt_id:
+            groups.setdefault(row.sent_attempt_id, []).append(row)
+    chosen: list[Any] = []
+    taken: set[str] = set()
+    for row in candidates:
+        if row.id in taken:
+            continue
+        group = groups.get(row.sent_attempt_id) if was_uncertain(row) and row.sent_attempt_id else None
+        unit = group if group is not None else [row]
+        if len(chosen) + len(unit) > size:
+            if chosen:
+                continue  # it waits for the next batch, whole
+            unit = unit[:size]
+        chosen += unit
+        taken.update(r.id for r in unit)
+        if len(chosen) >= size:
+            break
+    return chosen
 
 
 def was_uncertain(row: Any) -> bool:
