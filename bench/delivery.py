@@ -20,7 +20,8 @@ rate, counted in ``count_429``) and ``FakeServer`` webhook receivers in this pro
    with faults.
 2. **Latency** (``--lat-rate 100 --lat-seconds 30``): leads posted at a steady rate into
    the healthy fake amoCRM (7 requests/s, 50 leads per request), then with ``--faults``:
-   p50/p99 of commit → deal. Goals: p99 < 500 ms healthy, < 10 s with faults.
+   p50/p99 of commit → deal; first under ``leadhub serve`` (the one-machine deployment,
+   one worker), then with the 4 worker processes. Goals: p99 < 500 ms healthy, < 10 s with faults.
 3. **Isolation**: two destinations get every lead, posted at a steady rate: the fake
    amoCRM (healthy) and a webhook. First both are healthy (baseline), then the webhook's
    receiver holds every request longer than the webhook's ``timeout_s`` (a new cluster
@@ -250,7 +251,10 @@ async def _post_paced(url: str, first: int, rate: float, seconds: float) -> tupl
 
 # ---------------------------------------------------------------------------- cluster
 @contextlib.contextmanager
-def cluster(config_text: str, work: Path, database_url: str) -> Iterator[tuple[Any, Store]]:
+def cluster(config_text: str, work: Path, database_url: str,
+            serve: bool = False) -> Iterator[tuple[Any, Store]]:
+    """``WORKERS`` worker processes beside an api and a scheduler, or with ``serve`` the
+    one-machine deployment: ``leadhub serve`` with its one worker."""
     from hub.testing.cluster import HubCluster
 
     data_dir = work / "hub"
@@ -261,10 +265,13 @@ def cluster(config_text: str, work: Path, database_url: str) -> Iterator[tuple[A
     store: Store | None = None
     try:
         hub.start_redis()
-        hub.start_api()
-        for _ in range(WORKERS):
-            hub.start_worker()
-        hub.start_scheduler()
+        if serve:
+            hub.start_serve()
+        else:
+            hub.start_api()
+            for _ in range(WORKERS):
+                hub.start_worker()
+            hub.start_scheduler()
         store = Store(data_dir, database_url)
         yield hub, store
     finally:
@@ -349,6 +356,7 @@ def bench_drain(rate: float, n: int, work: Path, pg_url: str, say: Any,
 
 @dataclass
 class LatencyRow:
+    deployment: str
     faults: float
     store: str
     sent: int
@@ -363,7 +371,7 @@ class LatencyRow:
 
 
 def bench_latency(rate: float, seconds: float, faults: float, work: Path, pg_url: str,
-                  say: Any) -> LatencyRow:
+                  say: Any, serve: bool = False) -> LatencyRow:
     """Webhook → deal: leads posted at a steady ``rate`` into the healthy (or flaky) fake
     amoCRM; the time from a lead's commit (``received_at``) to its deal (``delivered_at``)."""
     from hub.testing import FakeAmoCRM
@@ -374,7 +382,7 @@ def bench_latency(rate: float, seconds: float, faults: float, work: Path, pg_url
             data_dir="{data_dir}", token=ADMIN_TOKEN, amo_url=amo.base_url, amo_token=AMO_TOKEN,
             comment_field=field, rate_line="",
         )
-        with cluster(text, work, db) as (hub, store):
+        with cluster(text, work, db, serve=serve) as (hub, store):
             asyncio.run(_post_all(f"{hub.base_url}/hooks/site_form", 9_000_000, 20, 4))
             wait_for(lambda: store.counts("amo").get("delivered", 0) >= 20, 60, "warm-up")
             amo.clear_records()
@@ -382,7 +390,8 @@ def bench_latency(rate: float, seconds: float, faults: float, work: Path, pg_url
             if faults:
                 amo.faults(faults, ("500", "429", "timeout"), seed=9, after_ratio=0.5, hang_s=3)
             t0 = time.time()
-            say(f"  {rate:g} leads/s for {seconds:g} s, {faults:.0%} faults ...")
+            deployment = "leadhub serve" if serve else f"{WORKERS} workers"
+            say(f"  {deployment}: {rate:g} leads/s for {seconds:g} s, {faults:.0%} faults ...")
             sent, errors = asyncio.run(_post_paced(f"{hub.base_url}/hooks/site_form", 0,
                                                    rate, seconds))
             if errors:
@@ -392,7 +401,7 @@ def bench_latency(rate: float, seconds: float, faults: float, work: Path, pg_url
             amo.no_faults()
             lat = [dv - rc for rc, dv in store.times("amo") if rc >= t0]
             markers = amo.leads_by_marker("lh:")
-            return LatencyRow(faults, store.kind, sent, len(lat),
+            return LatencyRow(deployment, faults, store.kind, sent, len(lat),
                               sum(1 for q in amo.requests if q.fault), len(amo.requests),
                               limit_429s(amo, c429), percentile(lat, 0.5), percentile(lat, 0.99),
                               max(lat), sum(1 for v in markers.values() if len(v) > 1))
@@ -490,9 +499,10 @@ def main(argv: list[str] | None = None) -> int:
                     drains.append(bench_drain(rate, n, root / f"drain-{k}-faults", args.database_url,
                                               say, faults=args.faults))
         if args.only in (None, "latency"):
-            for k, share in enumerate([0.0] + ([args.faults] if args.faults else [])):
+            shares = [0.0] + ([args.faults] if args.faults else [])
+            for k, (serve, share) in enumerate((s, f) for s in (True, False) for f in shares):
                 lats.append(bench_latency(args.lat_rate, args.lat_seconds, share,
-                                          root / f"latency-{k}", args.database_url, say))
+                                          root / f"latency-{k}", args.database_url, say, serve))
         if args.only in (None, "isolation"):
             isos.append(bench_isolation("baseline: both healthy", False, args, root / "iso-0", say))
             isos.append(bench_isolation("webhook times out", True, args, root / "iso-1", say))
@@ -529,16 +539,16 @@ def main(argv: list[str] | None = None) -> int:
             "Goals: 0 limit 429s; ≥ 95 % of the ceiling healthy, ≥ 80 % with faults.[/]")
     if lats:
         table = Table(title=f"Webhook → deal in the fake amoCRM at {args.lat_rate:g} leads/s "
-                      f"for {args.lat_seconds:g} s ({WORKERS} workers)")
-        for col in ("faults", "store", "leads", "delivered", "faults injected", "requests",
+                      f"for {args.lat_seconds:g} s")
+        for col in ("deployment", "faults", "store", "leads", "delivered", "faults injected", "requests",
                     "limit 429s", "p50 ms", "p99 ms", "max ms", "duplicated"):
             table.add_column(col, justify="right")
         for r in lats:
             goal_ms = 10_000 if r.faults else 500
             good = r.p99 * 1000 < goal_ms and r.count_429 == 0 and r.duplicated == 0
             ok &= good
-            table.add_row(f"{r.faults:.0%}", r.store, str(r.sent), str(r.delivered), str(r.faulted),
-                          str(r.requests), str(r.count_429), f"{r.p50 * 1000:.0f}",
+            table.add_row(r.deployment, f"{r.faults:.0%}", r.store, str(r.sent), str(r.delivered),
+                          str(r.faulted), str(r.requests), str(r.count_429), f"{r.p50 * 1000:.0f}",
                           f"[{'green' if good else 'red'}]{r.p99 * 1000:.0f}[/]",
                           f"{r.max * 1000:.0f}", str(r.duplicated))
         say(table)

@@ -122,6 +122,14 @@ class HubCluster:
             raise RuntimeError(f"api exited with {self.api.returncode}; see {self.logs / 'api.log'}")
         return httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200
 
+    def start_serve(self) -> str:
+        """``leadhub serve`` (api, workers and scheduler in one command, with its defaults,
+        as the README runs it) in the place of the api; ``stop`` ends it like the api."""
+        self.port = self.port or free_port()
+        self.api = self._spawn("serve", "serve", "--port", str(self.port))
+        wait_until(self._ready, 60, 0.1, "leadhub serve to answer /healthz")
+        return self.base_url
+
     def start_worker(self, processes: int = 1) -> subprocess.Popen[bytes]:
         p = self._spawn(f"worker-{len(self.workers)}", "worker", "--processes", str(processes))
         self.workers.append(p)
