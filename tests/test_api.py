@@ -143,6 +143,14 @@ def test_no_contact_is_quarantined_with_422(hub: Any) -> None:
     assert len(q) == 1 and q[0]["source"] == "site_form" and "comment=call+me" in q[0]["request"]["body"]
 
 
+def test_a_quarantine_page_size_out_of_range_is_a_422(hub: Any) -> None:
+    """Found by schemathesis: a huge negative ``limit`` reached the database and answered 500."""
+    _, c = hub
+    for limit in ("-8249806869462146613248", "0", "-1", "1001"):
+        r = c.get("/api/quarantine", params={"limit": limit}, headers=ADMIN)
+        assert r.status_code == 422, (limit, r.text)
+
+
 def test_garbage_json_is_quarantined(hub: Any) -> None:
     rt, c = hub
     r = c.post("/hooks/site_form", content=b"{not json", headers={"content-type": "application/json"})

@@ -139,7 +139,8 @@ def retry(delivery_id: str, state: State) -> dict[str, Any]:
 
 @router.get("/quarantine")
 def list_quarantine(
-    state: State, state_filter: str = Query("open", alias="state"), limit: int = Query(100, le=1000)
+    state: State, state_filter: str = Query("open", alias="state"),
+    limit: int = Query(100, ge=1, le=1000),
 ) -> dict[str, Any]:
     q, ie = t.quarantine, t.inbound_events
     with state.rt.reader.connect() as conn:
