@@ -51,13 +51,6 @@ def failures_key(destination: str) -> str:
     return f"leadhub:failures:{destination}"
 
 
-def failures_in_row(rt: Runtime, destination: str) -> int | None:
-    """Whole-batch failures since the destination's last success; None when unknown (no
-    batch for ``HEALTH_TTL_S``)."""
-    value = rt.redis.get(failures_key(destination))
-    return None if value is None else int(value)
-
-
 def answered_key(destination: str) -> str:
     return f"leadhub:answered:{destination}"
 
@@ -69,11 +62,6 @@ def note_success(rt: Runtime, destination: str) -> None:
     pipe.set(answered_key(destination), b"1", px=int(ANSWERING_WINDOW_S * 1000))
     pipe.delete(limited_key(destination))
     pipe.execute()
-
-
-def answering(rt: Runtime, destination: str) -> bool:
-    """Delivered anything within ``ANSWERING_WINDOW_S`` (a flaky destination, not a down one)."""
-    return bool(rt.redis.exists(answered_key(destination)))
 
 
 def health(rt: Runtime, destination: str) -> tuple[bool, int | None]:
