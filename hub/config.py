@@ -43,6 +43,21 @@ class HubSettings(BaseModel):
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
     timezone: str = "UTC"
     retry_horizon_hours: float = Field(default=25.0, ge=0, description="Retry this long before dead.")
+    raw_retention_days: int = Field(
+        default=30, ge=0,
+        description="Raw requests and quarantine are purged after this many days (0 = keep); "
+        "the ledger's counts survive the purge.",
+    )
+    lead_retention_days: int = Field(
+        default=0, ge=0, description="0 = keep leads; otherwise leads older than this are purged.",
+    )
+    public_docs: bool = Field(
+        default=False,
+        description="Serve /docs and /openapi.json without the admin token (they list every source).",
+    )
+    public_metrics: bool = Field(
+        default=False, description="Serve /metrics without the admin token (Prometheus scrapers).",
+    )
 
     def sqlalchemy_url(self) -> str:
         if self.database_url:
