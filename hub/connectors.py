@@ -23,19 +23,57 @@ from pathlib import Path
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 from urllib.parse import parse_qsl
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretBytes, SecretStr, field_validator
+from pydantic_core import PydanticCustomError
 
 from hub.errors import LeadHubError, ParseError
 from hub.models import Channel, Lead, Messenger
 
+#: How ``leadhub check`` words an empty secret: ``[sources.x] token: is empty (an unset ${VAR}?)``.
+EMPTY_SECRET = "is empty (an unset ${VAR}?)"
+
 
 class ConnectorConfig(BaseModel):
-    """Settings every connector has; a plugin's ``Config`` extends it."""
+    """Settings every connector has; a plugin's ``Config`` extends it.
+
+    Every ``SecretStr`` (or ``SecretBytes``) a plugin declares must be non-empty: ``"${TOKEN}"``
+    with the variable unset expands to ``""``, and a source would compare against it (an
+    open door the admin meant to lock) or a destination sign with it (every delivery failing
+    for a day). The check lives here, on every field of every subclass, so no plugin can
+    forget it; an optional secret left out (``None``) stays allowed where the plugin
+    documents an open source.
+    """
 
     model_config = ConfigDict(extra="forbid")
     plugin: str = Field(description="The plugin id (entry-point name) this connector runs.")
     enabled: bool = Field(default=True, description="A disabled source answers 404; a disabled "
                           "destination holds its deliveries as pending.")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _leadhub_secrets_not_empty(cls, value: Any) -> Any:
+        # "*" also covers the fields of every subclass; pydantic reports each failing field
+        # with its own key, so ``leadhub check`` names all empty secrets in one run.
+        empty = empty_secrets(value)
+        if empty:
+            inside = "" if empty == [""] else " at " + ", ".join(empty)
+            raise PydanticCustomError("empty_secret", EMPTY_SECRET + inside)
+        return value
+
+
+def empty_secrets(value: Any, where: str = "") -> list[str]:
+    """Where in ``value`` an empty or blank secret sits: ``[""]`` for ``value`` itself,
+    ``["[0]", "['key']", ".field"]`` for items of lists, dicts and nested models."""
+    if isinstance(value, SecretStr | SecretBytes):
+        return [] if value.get_secret_value().strip() else [where]
+    if isinstance(value, BaseModel):
+        return [found for name in type(value).model_fields
+                for found in empty_secrets(getattr(value, name), f"{where}.{name}")]
+    if isinstance(value, Mapping):
+        return [found for key, item in value.items() for found in empty_secrets(item, f"{where}[{key!r}]")]
+    if isinstance(value, list | tuple | set | frozenset):
+        return [found for i, item in enumerate(value) for found in empty_secrets(item, f"{where}[{i}]")]
+    return []
 
 
 class SourceConfig(ConnectorConfig):
@@ -262,6 +300,16 @@ class ParsedEvent:
     reason: str | None = None  # why it is not a lead, for the record
 
 
+@dataclass(frozen=True)
+class Nonce:
+    """What ``Source.nonce`` returns: the nonce, how long the provider's signature over it
+    stays acceptable, and a digest of what the signature does not cover."""
+
+    value: str
+    ttl_s: float  # at least the signature's tolerance (age plus clock skew)
+    content: str  # equal for the provider's retries of one delivery, different for a replay
+
+
 @dataclass
 class Accepted:
     """What the core did with a request, handed to ``Source.respond``."""
@@ -279,6 +327,11 @@ class Source(Connector[ConfigT]):
     retries_non_2xx: ClassVar[bool] = False
     #: HTTP methods the provider uses (GET for verification handshakes).
     methods: ClassVar[tuple[str, ...]] = ("POST",)
+    #: Body fields where the provider sends a secret (Mango's ``vpbx_api_key``, VK's
+    #: ``secret``): top-level members of a JSON object or fields of a form. The core stores
+    #: ``[redacted]`` in their place (``hub/redaction.py``); ``verify`` and ``parse`` see the
+    #: request as received, and reprocessing from quarantine parses the redacted body.
+    secret_fields: ClassVar[tuple[str, ...]] = ()
 
     def handshake(self, request: InboundRequest) -> HookResponse | None:
         """Answer a provider's verification request (e.g. Meta's GET) before anything is stored."""
@@ -290,6 +343,14 @@ class Source(Connector[ConfigT]):
     def parse(self, request: InboundRequest) -> list[ParsedEvent]:
         """Turn an authentic request into events. Pure; raise ``ParseError`` for garbage."""
         raise NotImplementedError
+
+    def nonce(self, request: InboundRequest) -> Nonce | None:
+        """The one-time value of a verified request whose signature does not cover its body
+        (Mailgun signs only ``timestamp + token``), else None (the default: the signature
+        covers the body, or there is none). The core refuses the same nonce with a
+        different ``Nonce.content`` (a replay: 401, nothing stored) and lets the same
+        content through (the provider's own retry, deduplicated as usual)."""
+        return None
 
     def enrich(self, lead: Lead) -> Lead:
         """Fetch what the webhook only pointed at (runs in a worker; I/O allowed).

@@ -72,6 +72,8 @@ class UisSource(Source[UisConfig]):
     Config = UisConfig
     description = "UIS / CoMagic HTTP event notifications built from the documented template."
     methods: ClassVar[tuple[str, ...]] = ("POST", "GET")
+    #: A ``"token"`` put in the template's body (the query's is never stored either).
+    secret_fields: ClassVar[tuple[str, ...]] = (TOKEN_PARAM,)
 
     def verify(self, request: InboundRequest) -> None:
         try:

@@ -25,7 +25,7 @@ https://dev.vk.com/ru/api/community-events/json-schema
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field, SecretStr
 
@@ -43,6 +43,7 @@ from hub.connectors import (
 from hub.errors import AuthError, ParseError
 from hub.models import Messenger
 from hub.normalize import draft_from_fields, find_emails, find_phones
+from hub.source_auth import expected_secret
 from plugins.messenger_common import as_dict, same, text
 
 #: Standard lead-form answer keys and the canonical names they stand for.
@@ -72,6 +73,8 @@ class VKSource(Source[VKConfig]):
     Config = VKConfig
     description = "VK Callback API: community messages and VK lead-ad forms."
     retries_non_2xx = True
+    #: The community's secret key: whoever reads it can forge VK events; never stored.
+    secret_fields: ClassVar[tuple[str, ...]] = ("secret",)
 
     def verify(self, request: InboundRequest) -> None:
         secret = self.config.secret
@@ -81,7 +84,8 @@ class VKSource(Source[VKConfig]):
         value = given.get("secret")
         if value is None and given.get("type") == "confirmation":
             return  # answering with the code reveals nothing; VK may not sign this one
-        if not isinstance(value, str) or not same(value, secret.get_secret_value()):
+        expected = expected_secret(secret, "secret")  # never compare against ""
+        if not isinstance(value, str) or not same(value, expected):
             raise AuthError("missing or wrong secret")
 
     def parse(self, request: InboundRequest) -> list[ParsedEvent]:

@@ -194,6 +194,7 @@ async def _handle(source_name: str, path: str, request: Request, state: Any) -> 
         inbound, parsed, error, default_region=rt.config.hub.default_region,
         dedup_window_s=rt.config.hub.dedup_window_minutes * 60.0, received_at=time.time(),
         tracking_numbers=getattr(src.config, "tracking_numbers", None),
+        secret_fields=src.secret_fields,
     )
     try:
         result = await state.batcher.submit(item)

@@ -18,7 +18,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -31,6 +31,7 @@ from hub.connectors import InboundRequest, ParsedEvent, TrackingUtm
 from hub.engine.threads import Threads, call_update
 from hub.models import Lead
 from hub.normalize import normalize_lead, normalize_phone
+from hub.redaction import redact_body
 from hub.store import tables as t
 from hub.store.db import background_checkpoints, checkpoint
 
@@ -124,6 +125,8 @@ class IngestItem:
     parse_error: str | None = None
     dedup_window_s: float = 1800.0
     inbound_id: str = field(default_factory=new_id)
+    #: the body as stored: the request's, less the secrets its source declares (``build_item``)
+    stored_body: bytes | None = None
 
 
 @dataclass
@@ -277,7 +280,8 @@ def ingest_many(conn: Connection, items: list[IngestItem]) -> list[IngestResult]
         inbound_rows.append({
             "id": item.inbound_id, "source": req.source, "received_at": now,
             "method": req.method, "path": req.path, "query": _query(req),
-            "headers": _headers(req), "body": req.body, "outcome": outcome,
+            "headers": _headers(req), "outcome": outcome,
+            "body": req.body if item.stored_body is None else item.stored_body,
             "lead_id": lead_ids[0] if lead_ids else None,
             "events": 0 if outcome == "retry" else max(fresh_events, 1),
             "event_key": item.events[0].event_key if item.events else None,
@@ -529,15 +533,19 @@ def build_item(
     dedup_window_s: float,
     received_at: float,
     tracking_numbers: Mapping[str, TrackingUtm] | None = None,
+    secret_fields: Collection[str] = (),
 ) -> IngestItem:
     """Normalize what the source parsed into the rows ``ingest_many`` writes (pure, no I/O).
 
     A lead without any contact (no phone, email or messenger id) is not a lead: it goes to
     quarantine with the reason, like a body that could not be parsed; except a call event
     that does not name the caller (it waits for its call's lead) and a draft the worker
-    will enrich. Calls get UTM tags from ``tracking_numbers``.
+    will enrich. Calls get UTM tags from ``tracking_numbers``. The body is stored without the
+    values of ``secret_fields`` (the source's ``Source.secret_fields``; ``hub/redaction.py``).
     """
     item = IngestItem(request, received_at, parse_error=parse_error, dedup_window_s=dedup_window_s)
+    if secret_fields:
+        item.stored_body = redact_body(request, secret_fields)
     when = datetime.fromtimestamp(received_at, UTC)
     tracking = _tracking_table(tracking_numbers, default_region)
     for ev in parsed or []:

@@ -141,7 +141,8 @@ def ingest_polled(rt: Runtime, src: PollingSource[Any], messages: list[PolledMes
         for i, event in enumerate(parsed):
             event.event_id = msg.event_id if i == 0 else f"{msg.event_id}#{i}"
         item = build_item(request, parsed, None, default_region=hub.default_region,
-                          dedup_window_s=hub.dedup_window_minutes * 60.0, received_at=now)
+                          dedup_window_s=hub.dedup_window_minutes * 60.0, received_at=now,
+                          secret_fields=src.secret_fields)
         if error is not None or not parsed:
             # keyed like build_item's events, so a refetch is a retry, not a second quarantine
             item.events.append(EventDraft(f"id:{msg.event_id}", quarantine=True,
