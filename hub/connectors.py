@@ -12,7 +12,6 @@ worker; the engine decides retries from the ``hub.errors`` they raise.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from urllib.parse import parse_qsl
 from pydantic import BaseModel, ConfigDict, Field, SecretBytes, SecretStr, field_validator
 from pydantic_core import PydanticCustomError
 
+from hub.bodies import clean_items, loads_json
 from hub.errors import LeadHubError, ParseError
 from hub.models import Channel, Lead, Messenger
 
@@ -184,23 +184,28 @@ class InboundRequest:
         return dict(self.query)
 
     def form_items(self) -> list[tuple[str, str]]:
-        """Fields of a urlencoded or multipart body, in order; file parts are skipped."""
+        """Fields of a urlencoded or multipart body, in order; file parts are skipped.
+
+        Names and values never hold a lone surrogate (``hub/bodies.py``); a body that
+        cannot be read is a ``ParseError``."""
         ctype = self.content_type
         if ctype == "application/x-www-form-urlencoded" or (not ctype and b"=" in self.body):
             try:
                 text = self.body.decode("utf-8")
             except UnicodeDecodeError:
                 text = self.body.decode("cp1251", errors="replace")
-            return parse_qsl(text, keep_blank_values=True)
+            return clean_items(parse_qsl(text, keep_blank_values=True))
         if ctype == "multipart/form-data":
-            return _multipart_items(self.headers.get("content-type", ""), self.body)
+            try:
+                return clean_items(_multipart_items(self.headers.get("content-type", ""), self.body))
+            except RecursionError:  # multipart inside multipart, thousands deep
+                raise ParseError("multipart body nested too deep") from None
         raise ParseError(f"expected a form body, got {ctype or 'no content type'}")
 
     def json(self) -> Any:
-        try:
-            return json.loads(self.body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ParseError(f"body is not valid JSON: {exc}") from exc
+        """The body as JSON, decoded by ``hub.bodies.loads_json``: nesting bounded, no lone
+        surrogates, no ``NaN``/``Infinity``; anything else is a ``ParseError``."""
+        return loads_json(self.body)
 
 
 def _multipart_items(content_type: str, body: bytes) -> list[tuple[str, str]]:

@@ -12,15 +12,19 @@ fields; both are read. Field names are matched case-insensitively.
 Signature: ``signature == hex(HMAC-SHA256(signing_key, timestamp + token))``, compared
 in constant time; ``timestamp`` must not be older than ``timestamp_tolerance_s``. Mailgun
 resends the original signature block when it retries (for 8 hours), so the default
-tolerance covers its whole retry schedule; a replayed request is still only the same
-message, which the Message-ID deduplicates.
+tolerance covers its whole retry schedule. The signature does not cover the message, so
+a token is good for one message (Mailgun, "Securing Webhooks": cache the token and do not
+honor a later request with it): ``nonce`` hands it to the core's replay cache, which
+refuses the same token with other fields (401, nothing stored) and lets Mailgun's own
+retry (the same fields) through to the usual deduplication.
 
 Answers:
 
 * 200 — a lead, an auto-reply or bounce (stored, no lead), or a repeat of a stored message;
 * 401 — a missing or wrong signature, or a timestamp outside the tolerance. Mailgun
   retries it for 8 hours, so mail that arrived while the key was wrong is still
-  delivered once the admin fixes ``signing_key``;
+  delivered once the admin fixes ``signing_key``; also a token already seen with other
+  fields (a replay);
 * 406 — authentic but quarantined (a post without any message fields, a ``body-mime``
   that is no message, a message without any contact): Mailgun never retries a 406, and
   retrying would not help; the request is kept in quarantine for reprocessing
@@ -39,10 +43,12 @@ from typing import Any
 from pydantic import Field, SecretStr
 
 from hub import hookimpl
+from hub.bodies import loads_json
 from hub.connectors import (
     Connector,
     HookResponse,
     InboundRequest,
+    Nonce,
     ParsedEvent,
     Source,
     SourceConfig,
@@ -97,6 +103,17 @@ class MailgunSource(Source[MailgunConfig]):
             raise ParseError("not a Mailgun route post: no message fields")
         return [event_from_parts(parts, default_region=self.context.default_region)]
 
+    def nonce(self, request: InboundRequest) -> Nonce:
+        """``token``: the signature covers ``timestamp + token``, not the message, so a token
+        is good for one message (``hub/engine/nonces.py``). The content is every form field
+        in order, not the raw body: a retry is the same fields, whatever its multipart
+        boundary. Kept as long as the timestamp is acceptable."""
+        items = request.form_items()
+        token = next((value for name, value in items if name.lower() == "token"), "")
+        content = hashlib.sha256(
+            json.dumps(items, ensure_ascii=True).encode("ascii")).hexdigest()
+        return Nonce(token, self.config.timestamp_tolerance_s + FUTURE_SKEW_S, content)
+
     def respond_quarantined(self, request: InboundRequest, reason: str) -> HookResponse:
         """406: Mailgun never retries it; the request is kept in quarantine."""
         return HookResponse(406, {"error": {"code": "unprocessable", "message": reason}})
@@ -112,6 +129,8 @@ def form_fields(request: InboundRequest) -> dict[str, str]:
 
 def check_signature(key: str, fields: dict[str, str], *, tolerance_s: float, now: float) -> None:
     """Raise ``AuthError`` unless ``signature`` is HMAC-SHA256(key, timestamp + token), fresh."""
+    if not key.strip():  # an HMAC under "" is anyone's to make
+        raise AuthError("signing_key is not configured (empty): every request is refused")
     timestamp, token = fields.get("timestamp", ""), fields.get("token", "")
     signature = fields.get("signature", "")
     if not (timestamp and token and signature):
@@ -131,8 +150,8 @@ def parts_from_fields(fields: dict[str, str]) -> MailParts:
     """Mailgun's parsed fields as ``MailParts``."""
     headers: list[tuple[str, str]] = []
     try:
-        listed = json.loads(fields.get("message-headers") or "[]")
-    except ValueError:
+        listed = loads_json(fields.get("message-headers") or "[]")
+    except ParseError:
         listed = []
     if isinstance(listed, list):
         headers = [(str(pair[0]), str(pair[1])) for pair in listed

@@ -10,20 +10,25 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
+import redis
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import URL
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
+from hub.api.body_limits import BodyTimeout, BodyTooLarge, discard_rest, read_limited, timed_out, too_large
 from hub.api.deps import get_state
 from hub.api.errors import error_response
 from hub.api.state import AppState
+from hub.bodies import clean_value
 from hub.connectors import Accepted, HookResponse, InboundRequest, ParsedEvent, Source
 from hub.engine.ingest import build_item
+from hub.engine.nonces import is_fresh as nonce_is_fresh
 from hub.errors import AuthError, ParseError
 from hub.metrics import INGEST_LATENCY, WEBHOOKS
 
@@ -37,30 +42,11 @@ log = logging.getLogger("leadhub.webhooks")
 METHODS = ("GET", "POST", "PUT")
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """Read at most ``limit`` bytes while streaming: Content-Length alone can lie."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge
-    chunks, size = [], 0
-    receive = request.receive  # the ASGI messages themselves: Request.stream() adds a layer
-    while True:
-        message = await receive()
-        if message["type"] == "http.request":
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise BodyTooLarge
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        elif message["type"] == "http.disconnect":
-            raise ClientDisconnect
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
+    """Read at most ``limit`` bytes within ``timeout_s`` seconds, while streaming:
+    Content-Length alone can lie (``hub/api/body_limits.py``)."""
+    # the ASGI messages themselves: Request.stream() adds a layer
+    return await read_limited(request.receive, request.scope, limit, timeout_s)
 
 
 def request_url(scope: Scope) -> str:
@@ -96,9 +82,15 @@ def _latency(source: str) -> Any:
 
 
 def to_response(r: HookResponse) -> Response:
-    if isinstance(r.body, dict):
-        return JSONResponse(r.body, r.status_code, headers=r.headers)
-    return Response(r.body or b"", r.status_code, headers=r.headers, media_type=r.media_type)
+    try:
+        if isinstance(r.body, dict):
+            return JSONResponse(r.body, r.status_code, headers=r.headers)
+        return Response(r.body or b"", r.status_code, headers=r.headers, media_type=r.media_type)
+    except UnicodeEncodeError:  # a lone surrogate (echoed from a request): U+FFFD instead
+        body = clean_value(r.body)
+        if isinstance(body, dict):
+            return JSONResponse(body, r.status_code, headers=r.headers)
+        return Response(body or b"", r.status_code, headers=r.headers, media_type=r.media_type)
 
 
 @router.post("/hooks/{source}", summary="Inbound webhook of the source named {source}")
@@ -158,11 +150,14 @@ async def _handle(source_name: str, path: str, request: Request, state: Any) -> 
     if request.method not in src.methods:
         return error_response(405, "method_not_allowed", f"{source_name} accepts {', '.join(src.methods)}")
     try:
-        body = await read_body(request, rt.config.hub.max_body_bytes)
-    except BodyTooLarge:
+        body = await read_body(request, rt.config.hub.max_body_bytes, rt.config.hub.body_timeout_s)
+    except BodyTooLarge as exc:
         _counted(source_name, "too_large")
-        return error_response(413, "payload_too_large",
-                              f"body over {rt.config.hub.max_body_bytes} bytes")
+        await discard_rest(request.receive, request.scope, exc, rt.config.hub.max_body_bytes)
+        return too_large(rt.config.hub.max_body_bytes)
+    except BodyTimeout:
+        _counted(source_name, "timeout")
+        return timed_out(rt.config.hub.body_timeout_s)
     scope = request.scope
     inbound = InboundRequest(
         method=request.method, source=source_name, path=path,
@@ -175,11 +170,27 @@ async def _handle(source_name: str, path: str, request: Request, state: Any) -> 
         if shake is not None:
             return to_response(shake)
         src.verify(inbound)
+        if not await nonce_is_fresh(rt.redis, src, inbound):  # hub/engine/nonces.py
+            raise AuthError("replayed signature: its nonce came with another request")
     except AuthError as exc:
         _counted(source_name, "unauthorized")
         log.warning("webhook authentication failed", extra={"source": source_name})
         code = "invalid_signature" if exc.status_code == 401 else "forbidden"
         return error_response(exc.status_code, code, str(exc))
+    except redis.RedisError:  # the replay cache cannot answer: the provider retries later
+        return error_response(503, "replay_cache_unavailable", "retry later",
+                              headers={"Retry-After": "5"})
+    except ParseError as exc:
+        # The credentials are in a body that cannot be read (VK's "secret", a UIS token in
+        # JSON nested 10,000 deep): it cannot be authenticated, so it is not stored.
+        return _unauthenticated(source_name, f"cannot authenticate an unreadable request: {exc}")
+    except Exception as exc:
+        # A bug in a plugin's handshake or verify. Not a 500 (a provider would take it for
+        # an outage), and not stored: nothing proved the request authentic. 401 makes the
+        # provider retry, which succeeds once the plugin is fixed.
+        log.error("source %s failed to verify a request: %s", source_name, type(exc).__name__,
+                  exc_info=exc)
+        return _unauthenticated(source_name, "the source could not verify this request")
 
     parsed: list[ParsedEvent] | None = None
     error: str | None = None
@@ -190,12 +201,17 @@ async def _handle(source_name: str, path: str, request: Request, state: Any) -> 
     except Exception as exc:  # a plugin bug must not lose the request: quarantine it
         log.exception("source %s failed to parse", source_name)
         error = f"plugin error: {type(exc).__name__}"
-    item = build_item(
-        inbound, parsed, error, default_region=rt.config.hub.default_region,
+    settings: dict[str, Any] = dict(
+        default_region=rt.config.hub.default_region,
         dedup_window_s=rt.config.hub.dedup_window_minutes * 60.0, received_at=time.time(),
         tracking_numbers=getattr(src.config, "tracking_numbers", None),
         secret_fields=src.secret_fields,
     )
+    try:
+        item = build_item(inbound, parsed, error, **settings)
+    except Exception as exc:  # what the plugin parsed cannot be normalized: quarantine it
+        log.exception("source %s parsed a request into something unusable", source_name)
+        item = build_item(inbound, None, f"plugin error: {type(exc).__name__}", **settings)
     try:
         result = await state.batcher.submit(item)
     except Exception:
@@ -206,10 +222,32 @@ async def _handle(source_name: str, path: str, request: Request, state: Any) -> 
     _latency(source_name).observe(time.perf_counter() - started)
     if result.quarantined is not None:
         _counted(source_name, "quarantined")
-        return to_response(src.respond_quarantined(inbound, result.quarantined))
+        reason = result.quarantined
+        return _answer(source_name, lambda: src.respond_quarantined(inbound, reason),
+                       lambda: Source.respond_quarantined(src, inbound, reason))
     _counted(source_name, "retry" if result.retry and not result.lead_ids else
              ("lead" if result.lead_ids else "non_lead"))
-    return to_response(src.respond(inbound, Accepted(result.lead_ids, duplicate_event=result.retry)))
+    accepted = Accepted(result.lead_ids, duplicate_event=result.retry)
+    return _answer(source_name, lambda: src.respond(inbound, accepted),
+                   lambda: Source.respond(src, inbound, accepted))
+
+
+def _unauthenticated(source_name: str, message: str) -> Response:
+    _counted(source_name, "unauthorized")
+    log.warning("webhook authentication failed", extra={"source": source_name})
+    return error_response(401, "invalid_signature", message)
+
+
+def _answer(source_name: str, respond: Callable[[], HookResponse],
+            fallback: Callable[[], HookResponse]) -> Response:
+    """The plugin's answer to a request already committed; the contract's default answer
+    when the plugin fails to give one (the request is stored: a 500 would only make the
+    provider send it again)."""
+    try:
+        return to_response(respond())
+    except Exception:
+        log.exception("source %s failed to answer a stored request", source_name)
+        return to_response(fallback())
 
 
 #: What a provider may send; the schema is free-form because each source defines its own.
