@@ -14,7 +14,7 @@ import base64
 import binascii
 import hmac
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr
 
 from hub.connectors import InboundRequest, SourceConfig
 from hub.errors import AuthError
@@ -29,26 +29,30 @@ class TokenSourceConfig(SourceConfig):
     token: SecretStr | None = Field(
         default=None,
         description="If set, every request must carry it as ?token= or header X-Leadhub-Token "
-        "(Postmark: also as the password of Basic auth in the URL).",
+        "(Postmark: also as the password of Basic auth in the URL). Left out: an open "
+        "source; set but empty (an unset ${VAR}): refused at load time.",
     )
 
-    @field_validator("token")
-    @classmethod
-    def _not_empty(cls, value: SecretStr | None) -> SecretStr | None:
-        return None if value is None else not_empty(value, "remove the key for an open source")
 
+def expected_secret(secret: SecretStr, what: str, *, status_code: int = 401) -> str:
+    """The value of a configured secret, or ``AuthError`` when it is blank.
 
-def not_empty(value: SecretStr, hint: str = "") -> SecretStr:
-    """Refuse an empty secret: ``"${TOKEN}"`` with the variable unset expands to ``""``, and
-    starting would silently open a door the admin meant to lock. Every source's secret
-    settings go through this one check."""
-    if not value.get_secret_value().strip():
-        raise ValueError("is empty (an unset ${VAR}?)" + (f"; {hint}" if hint else ""))
+    ``ConnectorConfig`` already refuses an empty secret when the file is loaded; this is the
+    second lock for a config built some other way (``model_construct``, a plugin's own
+    defaults): a check against ``""`` would let an unsigned or empty-keyed request in.
+    """
+    value = secret.get_secret_value()
+    if not value.strip():
+        raise AuthError(f"{what} is not configured (empty): every request is refused",
+                        status_code=status_code)
     return value
 
 
 def same_secret(given: str, expected: str) -> bool:
-    """Constant-time comparison that also takes non-ASCII strings."""
+    """Constant-time comparison that also takes non-ASCII strings; never true against a
+    blank ``expected`` (an empty secret must not match an empty or missing value)."""
+    if not expected.strip():
+        return False
     return hmac.compare_digest(
         given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
     )
@@ -75,7 +79,7 @@ def check_token(
     value the provider can only put in its body (``body_token``)."""
     if token is None:
         return
-    expected = token.get_secret_value()
+    expected = expected_secret(token, "token")
     candidates = [request.headers.get(TOKEN_HEADER), request.query_dict().get(TOKEN_PARAM), body_token]
     if basic:
         candidates.append(basic_password(request))

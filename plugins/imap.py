@@ -91,8 +91,6 @@ class ImapConfig(PollingSourceConfig):
             raise ValueError('mark = "move" needs move_to (the folder taken messages go to)')
         if self.mark == "move" and self.move_to == self.folder:
             raise ValueError("move_to must differ from folder")
-        if not self.password.get_secret_value():
-            raise ValueError("password is empty (an unset ${VAR}?)")
         return self
 
 

@@ -71,7 +71,6 @@ stays empty.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, ClassVar
@@ -79,6 +78,7 @@ from typing import Any, ClassVar
 from pydantic import Field, SecretStr
 
 from hub import hookimpl
+from hub.bodies import loads_json
 from hub.connectors import CallInfo, CallSourceConfig, Connector, InboundRequest, ParsedEvent, Source
 from hub.errors import AuthError, ParseError
 from hub.source_auth import expected_secret
@@ -152,8 +152,8 @@ class MangoSource(Source[MangoConfig]):
         path = request.path.strip("/").lower()
         form = _form(request, error=ParseError)
         try:
-            data = json.loads(form.get("json", ""))
-        except ValueError as exc:
+            data = loads_json(form.get("json", ""))
+        except ParseError as exc:
             raise ParseError(f"the json field is not JSON: {exc}") from exc
         if not isinstance(data, dict):
             raise ParseError(f"the json field must be an object, got {type(data).__name__}")

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -38,6 +37,7 @@ from urllib.parse import parse_qsl
 from pydantic import Field, SecretStr, field_validator
 
 from hub import hookimpl
+from hub.bodies import loads_json
 from hub.connectors import (
     Accepted,
     Connector,
@@ -76,9 +76,9 @@ class TelegramConfig(SourceConfig):
     @field_validator("secret_token")
     @classmethod
     def _telegram_charset(cls, value: SecretStr | None) -> SecretStr | None:
+        # an empty value never gets here: ConnectorConfig refuses it as an unset ${VAR}
         if value is not None and not _SECRET_CHARS.match(value.get_secret_value()):
-            raise ValueError("Telegram accepts 1-256 characters of A-Z, a-z, 0-9, _ and - "
-                             "(an unset ${VAR}? remove the key to accept unsigned updates)")
+            raise ValueError("Telegram accepts 1-256 characters of A-Z, a-z, 0-9, _ and -")
         return value
 
 
@@ -213,8 +213,8 @@ def _read_start_payload(payload: str, draft: LeadDraft) -> None:
     stripped = decoded.strip()
     if stripped.startswith("{"):
         try:
-            data = json.loads(stripped)
-        except ValueError:
+            data = loads_json(stripped)
+        except ParseError:
             return
         pairs = list(data.items()) if isinstance(data, dict) else []
     elif "=" in stripped:

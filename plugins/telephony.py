@@ -21,7 +21,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from hub.connectors import CallInfo, InboundRequest, LeadDraft, ParsedEvent, SourceConfig
 from hub.errors import ParseError
-from hub.source_auth import TOKEN_PARAM, not_empty
+from hub.source_auth import TOKEN_PARAM
 
 _LOCAL_FORMATS = ("%Y-%m-%d %H:%M:%S", "%d.%m.%Y %H:%M:%S", "%d/%m/%Y %H:%M:%S", "%Y-%m-%d %H:%M",
                   "%d.%m.%Y %H:%M")
@@ -237,11 +237,6 @@ class TrackingConfig(SourceConfig):
         default="Europe/Moscow",
         description="Time zone of the account: dates the service writes without one are read in it.",
     )
-
-    @field_validator("token")
-    @classmethod
-    def _token_not_empty(cls, value: SecretStr) -> SecretStr:
-        return not_empty(value)
 
     @field_validator("timezone")
     @classmethod

@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 from xml.sax.saxutils import escape
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr
 
 from hub import hookimpl
 from hub.connectors import (
@@ -50,7 +50,7 @@ from hub.connectors import (
     Source,
 )
 from hub.errors import AuthError, ParseError
-from hub.source_auth import not_empty
+from hub.source_auth import expected_secret
 from hub.source_auth import same_secret as same
 from plugins.telephony import as_int, call_event, form_items, not_a_lead, text
 
@@ -78,11 +78,6 @@ class TwilioConfig(CallSourceConfig):
         description="Answer the Voice URL with this TwiML document instead (wins over forward_to).",
     )
 
-    @field_validator("auth_token")
-    @classmethod
-    def _not_empty(cls, value: SecretStr) -> SecretStr:
-        return not_empty(value)
-
 
 class TwilioSource(Source[TwilioConfig]):
     """Twilio Voice webhooks: the incoming call, its status callbacks and its recording → one lead."""
@@ -105,7 +100,7 @@ class TwilioSource(Source[TwilioConfig]):
             body_hash = dict(_query_pairs(self._signed_url(request))).get("bodySHA256", "")
             if not same(body_hash.lower(), hashlib.sha256(request.body).hexdigest()):
                 raise AuthError("bodySHA256 does not match the body")
-        key = self.config.auth_token.get_secret_value()
+        key = expected_secret(self.config.auth_token, "auth_token")
         ok = False
         for url in url_variants(self._signed_url(request)):
             ok |= same(given, signature(key, url, params))

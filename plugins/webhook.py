@@ -30,7 +30,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, Literal
 
 import httpx
-from pydantic import AnyHttpUrl, Field, SecretStr
+from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
 
 from hub import hookimpl
 from hub.connectors import (
@@ -43,7 +43,7 @@ from hub.connectors import (
     Limits,
 )
 from hub.errors import PermanentError, RateLimited, RetryableError
-from hub.standard_webhooks import sign
+from hub.standard_webhooks import secret_bytes, sign
 
 log = logging.getLogger("leadhub.webhook")
 
@@ -75,6 +75,17 @@ class WebhookConfig(DestinationConfig):
         description="Most requests in flight at once from one worker process; the hub starts "
                     "at 16 (or this, if lower) and adapts between 1 and this to the receiver.",
     )
+
+    @field_validator("signing_secret")
+    @classmethod
+    def _key_after_prefix(cls, value: SecretStr | None) -> SecretStr | None:
+        # "whsec_${VAR}" with VAR unset passes the base's empty check but holds no key
+        if value is not None:
+            try:
+                secret_bytes(value.get_secret_value())
+            except ValueError:
+                raise ValueError("holds no key after whsec_ (an unset ${VAR}?)") from None
+        return value
 
 
 def retry_after_s(response: httpx.Response) -> float | None:

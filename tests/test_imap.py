@@ -164,7 +164,7 @@ def test_parse_reads_the_message_and_tells_robots_from_people() -> None:
 def test_config_is_checked() -> None:
     with pytest.raises(ValidationError, match="move_to"):
         source(mark="move")
-    with pytest.raises(ValidationError, match="password is empty"):
+    with pytest.raises(ValidationError, match=r"password\s+is empty"):
         source(password="")
     assert source().where == "imap.example.ru:993"
     assert source(ssl=False).where == "imap.example.ru:143"

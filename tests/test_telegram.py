@@ -51,7 +51,7 @@ def test_payloads_name_their_source_and_plugin_registers() -> None:
 def test_secret_token_must_use_telegrams_charset() -> None:
     with pytest.raises(ValidationError, match="Telegram accepts"):
         source(secret_token="has space")
-    with pytest.raises(ValidationError):
+    with pytest.raises(ValidationError, match=r"secret_token\s+is empty"):
         source(secret_token="")
 
 
