@@ -41,6 +41,10 @@ class HubSettings(BaseModel):
     dedup_window_minutes: int = Field(default=30, ge=0)
     default_destinations: list[str] = Field(default_factory=list)
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    body_timeout_s: float = Field(
+        default=30.0, gt=0,
+        description="A request body not received whole within this many seconds gets 408.",
+    )
     timezone: str = "UTC"
     retry_horizon_hours: float = Field(default=25.0, ge=0, description="Retry this long before dead.")
     raw_retention_days: int = Field(
@@ -143,6 +147,8 @@ def _problems(section: str, exc: ValidationError) -> list[str]:
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
+        elif err["type"] == "value_error":  # a validator's own words need no prefix
+            msg = msg.removeprefix("Value error, ")
         out.append(f"[{section}] {key}: {msg}")
     return out
 

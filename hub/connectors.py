@@ -22,7 +22,15 @@ from pathlib import Path
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 from urllib.parse import parse_qsl
 
-from pydantic import BaseModel, ConfigDict, Field, SecretBytes, SecretStr, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretBytes,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from hub.bodies import clean_items, loads_json
@@ -51,13 +59,16 @@ class ConnectorConfig(BaseModel):
 
     @field_validator("*", mode="after")
     @classmethod
-    def _leadhub_secrets_not_empty(cls, value: Any) -> Any:
+    def _leadhub_secrets_not_empty(cls, value: Any, info: ValidationInfo) -> Any:
         # "*" also covers the fields of every subclass; pydantic reports each failing field
         # with its own key, so ``leadhub check`` names all empty secrets in one run.
         empty = empty_secrets(value)
         if empty:
             inside = "" if empty == [""] else " at " + ", ".join(empty)
-            raise PydanticCustomError("empty_secret", EMPTY_SECRET + inside)
+            field = cls.model_fields.get(info.field_name or "")
+            optional = field is not None and not field.is_required()
+            hint = "; to run without it, leave the key out" if optional else ""
+            raise PydanticCustomError("empty_secret", EMPTY_SECRET + inside + hint)
         return value
 
 
