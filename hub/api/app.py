@@ -15,7 +15,10 @@ from sqlalchemy import text
 from starlette.types import Receive, Scope, Send
 
 from hub import __version__
-from hub.api import admin, errors, web, webhooks
+from hub.api import admin, apidocs, errors, web, webhooks
+from hub.api.body_limits import BodyLimits
+from hub.api.deps import MetricsAccess
+from hub.api.headers import SecurityHeaders
 from hub.api.state import AppState
 from hub.engine.health import stalled_queues
 from hub.engine.ingest import IngestBatcher, IngestResult
@@ -66,9 +69,12 @@ def create_app(rt: Runtime, background_ok: Callable[[], str | None] | None = Non
         with contextlib.suppress(KeyError):
             REGISTRY.unregister(collector)
 
+    # FastAPI's own /docs, /redoc and /openapi.json cannot take a dependency: ours, in
+    # hub/api/apidocs.py, are the admin's unless [hub] public_docs
     app = HubApp(
         title="LeadHub", version=__version__, lifespan=lifespan,
         description="Webhooks in, normalized leads out. Admin API: bearer token ([hub] admin_token).",
+        openapi_url=None, docs_url=None, redoc_url=None,
     )
     app.state.hub = state
 
@@ -84,6 +90,10 @@ def create_app(rt: Runtime, background_ok: Callable[[], str | None] | None = Non
     app.include_router(webhooks.router)
     app.include_router(admin.router)
     app.include_router(web.router)
+    app.add_middleware(BodyLimits, max_bytes=rt.config.hub.max_body_bytes,  # webhooks: their own
+                       timeout_s=rt.config.hub.body_timeout_s)
+    app.include_router(apidocs.router)
+    app.add_middleware(SecurityHeaders)  # not on /hooks/*: see HubApp
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
@@ -114,8 +124,10 @@ def create_app(rt: Runtime, background_ok: Callable[[], str | None] | None = Non
             return JSONResponse({"status": "unavailable", "reasons": problems}, 503)
         return JSONResponse({"status": "ready"})
 
-    @app.get("/metrics", tags=["health"])
+    @app.get("/metrics", tags=["health"], dependencies=[MetricsAccess])
     def metrics(_request: Request) -> Response:
+        """Prometheus text format; names every source, so the admin's (bearer token)
+        unless `[hub] public_metrics`."""
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     return app
