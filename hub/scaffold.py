@@ -315,7 +315,7 @@ from pathlib import Path
 import pytest
 from hub.config import build_config
 from hub.connectors import ConnectorContext, DeliveryItem
-from hub.errors import PermanentError, RateLimited, RetryableError
+from hub.errors import ConfigError, PermanentError, RateLimited, RetryableError
 from hub.models import Contact, Lead
 from hub.plugins import discover, make_plugin_manager
 from hub.testing import FakeServer, RecordedRequest, Response, serving
@@ -388,6 +388,10 @@ def test_plugins_toml_is_checked_against_the_config() -> None:
     with pytest.raises(ValidationError, match="extra"):
         {{Prefix}}Config.model_validate({**table, "colour": "red"})
     assert "k" not in repr({{Prefix}}Config.model_validate({**table, "api_key": "k"}).api_key)
+    # every SecretStr is refused when empty (an unset ${VAR}), by the hub's config base
+    with pytest.raises(ConfigError, match="main] api_key: is empty"):
+        build_config({"destinations": {"main": {**table, "api_key": "${UNSET_API_KEY}"}}},
+                     plugins, env={})
 
 
 def test_deliver_creates_one_record_per_lead(api: Fake{{Prefix}}, destination: {{Connector}}) -> None:
@@ -505,7 +509,7 @@ from typing import Any
 import pytest
 from hub.config import build_config
 from hub.connectors import ConnectorContext, InboundRequest
-from hub.errors import AuthError, ParseError
+from hub.errors import AuthError, ConfigError, ParseError
 from hub.plugins import discover, make_plugin_manager
 
 from {{package}} import TOKEN_HEADER, {{Prefix}}Config, {{Connector}}
@@ -539,6 +543,10 @@ def test_plugins_toml_is_checked_against_the_config() -> None:
         {"sources": {"{{plugin_id}}": {"plugin": "{{plugin_id}}", "token": "t"}}}, plugins, env={}
     )
     assert isinstance(config.sources["{{plugin_id}}"].config, {{Prefix}}Config)
+    # every SecretStr is refused when empty (an unset ${VAR}), by the hub's config base
+    with pytest.raises(ConfigError, match="{{plugin_id}}] token: is empty"):
+        unset = {"plugin": "{{plugin_id}}", "token": "${UNSET_TOKEN}"}
+        build_config({"sources": {"{{plugin_id}}": unset}}, plugins, env={})
 
 
 def test_a_wrong_or_missing_token_is_refused(source: {{Connector}}) -> None:

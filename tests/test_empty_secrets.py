@@ -19,7 +19,9 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 import pytest
 from pydantic import BaseModel, Field, SecretBytes, SecretStr, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
+from typer.testing import CliRunner
 
+from hub.cli import app
 from hub.config import build_config
 from hub.connectors import ConnectorConfig, ConnectorContext, InboundRequest
 from hub.errors import AuthError, ConfigError
@@ -29,6 +31,7 @@ from plugins.mailgun import MailgunConfig, MailgunSource, check_signature
 from plugins.meta_webhooks import sign as meta_sign
 from plugins.vk import VKConfig, VKSource
 from plugins.whatsapp import WhatsAppConfig, WhatsAppSource
+from tests.package_install import env_with_path, pip_install_target
 from tests.payload_loader import load_request
 
 PLUGINS = discover(make_plugin_manager())
@@ -263,17 +266,14 @@ def _plugins_toml(plugins: dict[str, PluginInfo]) -> tuple[str, list[str]]:
     return "\n".join(lines) + "\n", expected
 
 
-def test_check_names_every_empty_secret_of_every_installed_plugin(tmp_path: Path) -> None:
-    """Must show 2: each plugin's every secret left as an unset ${VAR}: exit 2, each named.
-
-    The secrets are read from the models, so a plugin installed later is covered as it is."""
-    text, expected = _plugins_toml(PLUGINS)
-    # the plugins that carry secrets today, so an empty walk cannot pass this test
-    assert {"mailgun", "whatsapp", "facebook_leadads", "vk", "webhook", "amocrm", "imap",
-            "telegram", "mango", "webform"} <= {e.split("]")[0].split(".")[1] for e in expected}
+def check_names_every_secret(tmp_path: Path, plugins: dict[str, PluginInfo],
+                             env: dict[str, str]) -> list[str]:
+    """Run the real ``leadhub check`` on every plugin's every secret left as an unset
+    ``${VAR}``: exit 2, each one named, nothing else wrong. The expected keys."""
+    text, expected = _plugins_toml(plugins)
     config = tmp_path / "plugins.toml"
     config.write_text(text, encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if k != UNSET}
+    env = {k: v for k, v in env.items() if k != UNSET}
     run = subprocess.run([sys.executable, "-m", "hub.cli", "check", "--config", str(config)],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 2, run.stdout + run.stderr
@@ -284,6 +284,32 @@ def test_check_names_every_empty_secret_of_every_installed_plugin(tmp_path: Path
     # problems are exactly the empty secrets
     reported = re.findall(r"\[(?:sources|destinations)\.[^\]]+\] [\w.]+:", out)
     assert sorted(reported) == sorted(e.split(": ")[0] + ":" for e in expected), run.stderr
+    return expected
+
+
+def test_check_names_every_empty_secret_of_every_installed_plugin(tmp_path: Path) -> None:
+    """Must show 2: each plugin's every secret left as an unset ${VAR}: exit 2, each named.
+    The secrets are read from the models, not listed here."""
+    expected = check_names_every_secret(tmp_path, PLUGINS, dict(os.environ))
+    # the plugins that carry secrets today, so an empty walk cannot pass this test
+    assert {"mailgun", "whatsapp", "facebook_leadads", "vk", "webhook", "amocrm", "imap",
+            "telegram", "mango", "webform"} <= {e.split("]")[0].split(".")[1] for e in expected}
+
+
+def test_a_plugin_installed_later_is_covered_without_edits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A package made by ``leadhub plugin new`` and installed with pip: its secret is found
+    in its model and refused by the config base it inherits, with no change here or in it."""
+    made = CliRunner().invoke(app, ["plugin", "new", "acme_later", "--dir", str(tmp_path),
+                                    "--kind", "source"])
+    assert made.exit_code == 0, made.output
+    target = pip_install_target(tmp_path / "leadhub-acme-later", tmp_path / "target")
+    monkeypatch.syspath_prepend(str(target))
+    plugins = discover(make_plugin_manager())
+    assert "acme_later" in plugins
+    expected = check_names_every_secret(tmp_path, plugins, env_with_path(target))
+    assert f"[sources.acme_later] token: {EMPTY}" in expected
 
 
 def test_every_secret_looking_setting_is_a_secret_str() -> None:
