@@ -5,7 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticSerializationError
+
+from hub.bodies import clean_text, clean_value
 
 Channel = Literal["form", "email", "messenger", "call"]
 MessengerKind = Literal["telegram", "whatsapp", "vk", "viber", "instagram", "max"]
@@ -103,6 +106,38 @@ class Lead(_Model):
     status: LeadStatus = "received"
     deliveries: list[Delivery] = Field(default_factory=list)
 
+    @model_validator(mode="after")
+    def _no_lone_surrogates(self) -> Lead:
+        """Every string of a lead can be encoded as UTF-8: a lone surrogate becomes U+FFFD.
+
+        Request bodies are decoded without them (``hub/bodies.py``), but a store may hold
+        leads from before that, and a third-party plugin may decode bytes its own way;
+        one such character made every admin page and delivery that touched the lead fail
+        (``UnicodeEncodeError``). Built or loaded, a ``Lead`` is clean, so the admin API,
+        the JSONL file, webhooks and CRMs all serialize it. The check is one
+        ``model_dump_json`` (a few µs); only a lead that fails it is walked and fixed.
+        """
+        try:
+            self.model_dump_json()
+        except PydanticSerializationError:
+            _clean_model(self)
+        return self
+
     def to_json_dict(self) -> dict[str, Any]:
         """The contract's JSON shape (aliases such as ``call.from`` applied)."""
         return self.model_dump(mode="json", by_alias=True)
+
+
+def _clean_model(model: BaseModel) -> None:
+    """Replace lone surrogates in every string of ``model`` and its sub-models, in place."""
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            _clean_model(value)
+        elif isinstance(value, list) and value and isinstance(value[0], BaseModel):
+            for item in value:
+                _clean_model(item)
+        elif isinstance(value, str):
+            object.__setattr__(model, name, clean_text(value))
+        elif isinstance(value, list | dict):
+            object.__setattr__(model, name, clean_value(value))

@@ -21,13 +21,13 @@ supported): set ``token`` and give SendGrid the URL with ``?token=...``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from email.parser import BytesParser, HeaderParser
 from email.policy import HTTP
 from typing import Any
 
 from hub import hookimpl
+from hub.bodies import clean_text, loads_json
 from hub.connectors import Connector, InboundRequest, ParsedEvent, Source
 from hub.errors import ParseError
 from hub.normalize.mail import MailParts, clean_message_id, event_from_parts, parse_message
@@ -81,8 +81,8 @@ def multipart_fields(content_type: str, body: bytes) -> dict[str, bytes]:
 
 def _decoder(fields: dict[str, bytes]) -> Callable[[str], str | None]:
     try:
-        charsets = json.loads(fields.get("charsets") or b"{}")
-    except ValueError:
+        charsets = loads_json(fields.get("charsets") or b"{}")
+    except ParseError:
         charsets = {}
     if not isinstance(charsets, dict):
         charsets = {}
@@ -95,7 +95,7 @@ def _decoder(fields: dict[str, bytes]) -> Callable[[str], str | None]:
         for candidate in (charset if isinstance(charset, str) else None, "utf-8"):
             if candidate:
                 try:
-                    return data.decode(candidate)
+                    return clean_text(data.decode(candidate))  # utf-7 can hold lone surrogates
                 except (LookupError, UnicodeDecodeError, ValueError):
                     continue
         return data.decode("cp1251", errors="replace")
@@ -125,8 +125,8 @@ def parts_from_fields(fields: dict[str, bytes]) -> MailParts:
 
 def _envelope_to(fields: dict[str, bytes]) -> list[str]:
     try:
-        envelope = json.loads(fields.get("envelope") or b"{}")
-    except ValueError:
+        envelope = loads_json(fields.get("envelope") or b"{}")
+    except ParseError:
         return []
     to = envelope.get("to") if isinstance(envelope, dict) else None
     return [t for t in to if isinstance(t, str)] if isinstance(to, list) else []

@@ -27,6 +27,7 @@ from urllib.parse import urlencode
 
 from sqlalchemy import JSON, Connection, Engine, Table, bindparam, insert, select, update
 
+from hub.bodies import storable_text
 from hub.connectors import InboundRequest, ParsedEvent, TrackingUtm
 from hub.engine.threads import Threads, call_update
 from hub.models import Lead
@@ -270,7 +271,8 @@ def ingest_many(conn: Connection, items: list[IngestItem]) -> list[IngestResult]
             outcome = "quarantined"
             quarantine_rows.append({
                 "id": new_id(), "inbound_id": item.inbound_id, "source": req.source,
-                "reason": quarantine_reason, "state": "open", "created_at": now, "updated_at": now,
+                "reason": storable_text(quarantine_reason), "state": "open", "created_at": now,
+                "updated_at": now,
             })
             result.quarantined = quarantine_reason
         elif result.retry and fresh_events == 0:
@@ -279,13 +281,13 @@ def ingest_many(conn: Connection, items: list[IngestItem]) -> list[IngestResult]
             outcome = "update"  # continued a call or a chat: an event, not a new lead
         inbound_rows.append({
             "id": item.inbound_id, "source": req.source, "received_at": now,
-            "method": req.method, "path": req.path, "query": _query(req),
+            "method": req.method, "path": storable_text(req.path), "query": _query(req),
             "headers": _headers(req), "outcome": outcome,
             "body": req.body if item.stored_body is None else item.stored_body,
             "lead_id": lead_ids[0] if lead_ids else None,
             "events": 0 if outcome == "retry" else max(fresh_events, 1),
             "event_key": item.events[0].event_key if item.events else None,
-            "note": "; ".join(notes) or quarantine_reason,
+            "note": storable_text("; ".join(notes) or quarantine_reason or "") or None,
         })
         result.lead_ids = lead_ids
         results.append(result)
@@ -549,7 +551,7 @@ def build_item(
     when = datetime.fromtimestamp(received_at, UTC)
     tracking = _tracking_table(tracking_numbers, default_region)
     for ev in parsed or []:
-        key = f"id:{ev.event_id}" if ev.event_id else body_key(request)
+        key = f"id:{storable_text(str(ev.event_id))}" if ev.event_id else body_key(request)
         draft = ev.lead
         if draft is None:
             item.events.append(EventDraft(key, reason=ev.reason or "not a lead"))

@@ -55,6 +55,7 @@ from email.utils import getaddresses
 from html.parser import HTMLParser
 from urllib.parse import parse_qsl, urlsplit
 
+from hub.bodies import clean_text
 from hub.connectors import LeadDraft, ParsedEvent
 from hub.errors import ParseError
 from hub.normalize.emails import find_emails, normalize_email
@@ -185,7 +186,8 @@ def _decode(data: bytes, charset: str | None) -> str:
     for name in (charset, "utf-8"):
         if name:
             try:
-                return data.decode(name)
+                # a declared utf-7 can hold lone surrogates: never let one into a lead
+                return clean_text(data.decode(name))
             except (LookupError, UnicodeDecodeError, ValueError):  # ValueError: NUL in the name
                 continue
     return data.decode("cp1251", errors="replace")
