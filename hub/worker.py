@@ -23,6 +23,7 @@ from rq.worker_pool import WorkerPool
 
 from hub.config import HubConfig
 from hub.engine.poll import POLL_QUEUE, PollSchedule, polling_source_names
+from hub.engine.retention import RetentionSchedule
 from hub.engine.sweeper import sweep
 from hub.queue import PROCESS_QUEUE, connect, destination_queue
 from hub.runtime import Runtime, current
@@ -71,8 +72,8 @@ def run_worker(redis_url: str, config: HubConfig, processes: int = 1, burst: boo
 
 
 class Scheduler:
-    """The sweep loop and the polls of polling sources (and, later, cron jobs) in a thread
-    or a process of its own."""
+    """The sweep loop, the polls of polling sources and the retention purge (and, later,
+    cron jobs) in a thread or a process of its own."""
 
     def __init__(self, rt: Runtime, interval_s: float = 1.0) -> None:
         self.rt = rt
@@ -80,6 +81,7 @@ class Scheduler:
         self.stopped = threading.Event()
         self.last_sweep = 0.0
         self.polls = PollSchedule(rt)
+        self.retention = RetentionSchedule(rt.db, rt.config.hub)
 
     def run(self) -> None:
         while not self.stopped.is_set():
@@ -92,6 +94,10 @@ class Scheduler:
                 self.polls.tick()
             except Exception:  # Redis or the store may be restarting; the next tick tries again
                 log.exception("scheduling polls failed")
+            try:
+                self.retention.tick()
+            except Exception:  # the store may be restarting; the next tick tries again
+                log.exception("retention purge failed")
             self.stopped.wait(self.interval_s)
 
     def stop(self, *_: object) -> None:

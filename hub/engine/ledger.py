@@ -5,6 +5,12 @@ and  leads = delivered + partially_delivered + pending + failed + dead + unroute
 A lead that still has a delivery retrying counts as ``failed``; one whose deliveries all
 gave up counts as ``dead``; one not yet routed or still on its way counts as ``pending``.
 A provider's retry of an event already stored is not an event.
+
+Retention (``hub/engine/retention.py``) deletes old rows but first adds what they counted
+to ``ledger_rollup``, per UTC day; the ledger adds the rollup to what the rows still say.
+Where a range reaches into purged days, its ends are taken to the start of their UTC day
+(for the rows too, so a day's events and its leads are always counted together): the
+totals of a purged period are the same as before the purge, and balance.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import Engine, exists, func, select
+from sqlalchemy import Connection, Engine, exists, func, select
 
 from hub.store import tables as t
 
@@ -20,8 +26,53 @@ LEAD_KEYS = ("delivered", "partially_delivered", "pending", "failed", "dead", "u
 EVENT_KEYS = ("events", "leads", "duplicates", "non_lead", "quarantined")
 
 
+DAY_S = 86400.0
+
+
 def _empty() -> dict[str, int]:
     return dict.fromkeys(EVENT_KEYS + LEAD_KEYS, 0)
+
+
+def day_of(ts: float) -> float:
+    """The UTC midnight at or before ``ts`` (epoch seconds)."""
+    return (ts // DAY_S) * DAY_S
+
+
+def lead_category(status: str, retrying: bool) -> str:
+    """The ledger's count a lead belongs to: ``duplicates`` or one of ``LEAD_KEYS``."""
+    if status == "duplicate":
+        return "duplicates"
+    if status in ("delivered", "partially_delivered", "unrouted"):
+        return status
+    if status == "failed":
+        return "dead"
+    return "failed" if retrying else "pending"
+
+
+def add_events(row: dict[str, int], outcome: str, n: int) -> None:
+    """Count ``n`` events of raw requests with ``outcome`` (a retry is no event)."""
+    if outcome == "retry":
+        return
+    row["events"] += n
+    if outcome in ("non_lead", "update"):  # an update continued a call or a chat
+        row["non_lead"] += n
+    elif outcome == "quarantined":
+        row["quarantined"] += n
+
+
+def add_leads(row: dict[str, int], category: str, n: int) -> None:
+    """Count ``n`` leads of ``category`` (``lead_category``)."""
+    if category == "duplicates":
+        row["duplicates"] += n
+        return
+    row["leads"] += n
+    row[category] += n
+
+
+def rolled_up_until(conn: Connection) -> float | None:
+    """The end of the last UTC day whose rows retention purged, None when none was."""
+    last = conn.execute(select(func.max(t.ledger_rollup.c.day))).scalar()
+    return None if last is None else float(last) + DAY_S
 
 
 def ledger(engine: Engine, since: float | None = None, until: float | None = None) -> dict[str, Any]:
@@ -31,38 +82,37 @@ def ledger(engine: Engine, since: float | None = None, until: float | None = Non
     by_dest: dict[str, dict[str, int]] = defaultdict(
         lambda: {"pending": 0, "delivered": 0, "failed": 0, "dead": 0}
     )
-    ie, ld, dl = t.inbound_events, t.leads, t.deliveries
+    ie, ld, dl, ru = t.inbound_events, t.leads, t.deliveries, t.ledger_rollup
     with engine.connect() as conn:
+        purged_until = rolled_up_until(conn)
+        if purged_until is not None:  # a purged day counts whole (module doc)
+            lo = day_of(lo) if lo < purged_until else lo
+            hi = day_of(hi) if hi < purged_until else hi
         for source, outcome, n in conn.execute(
             select(ie.c.source, ie.c.outcome, func.sum(ie.c.events))
             .where(ie.c.received_at >= lo, ie.c.received_at < hi, ie.c.outcome != "retry")
             .group_by(ie.c.source, ie.c.outcome)
         ):
-            row = by_source[source]
-            row["events"] += int(n or 0)
-            if outcome in ("non_lead", "update"):  # an update continued a call or a chat
-                row["non_lead"] += int(n or 0)
-            elif outcome == "quarantined":
-                row["quarantined"] += int(n or 0)
+            add_events(by_source[source], outcome, int(n or 0))
         retrying = exists().where(dl.c.lead_id == ld.c.id, dl.c.status == "failed")
         for source, status, is_retrying, n in conn.execute(
             select(ld.c.source, ld.c.status, retrying, func.count())
             .where(ld.c.received_at >= lo, ld.c.received_at < hi)
             .group_by(ld.c.source, ld.c.status, retrying)
         ):
-            row = by_source[source]
-            if status == "duplicate":
-                row["duplicates"] += n
-                continue
-            row["leads"] += n
-            if status in ("delivered", "partially_delivered", "unrouted"):
-                row[status] += n
-            elif status == "failed":
-                row["dead"] += n
-            elif is_retrying:
-                row["failed"] += n
-            else:
-                row["pending"] += n
+            add_leads(by_source[source], lead_category(status, bool(is_retrying)), n)
+        if purged_until is not None:
+            for kind, name, key, n in conn.execute(
+                select(ru.c.kind, ru.c.name, ru.c.key, func.sum(ru.c.n))
+                .where(ru.c.day >= lo, ru.c.day < hi)
+                .group_by(ru.c.kind, ru.c.name, ru.c.key)
+            ):
+                if kind == "event":
+                    add_events(by_source[name], key, int(n))
+                elif kind == "lead":
+                    add_leads(by_source[name], key, int(n))
+                elif kind == "delivery":
+                    by_dest[name][key] = by_dest[name].get(key, 0) + int(n)
         for dest, status, n in conn.execute(
             select(dl.c.destination, dl.c.status, func.count())
             .join(ld, ld.c.id == dl.c.lead_id)

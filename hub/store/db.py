@@ -25,6 +25,10 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA foreign_keys=ON")
+    # Deleted and overwritten content is zeroed, not left in free space: a purged or erased
+    # person (hub/engine/retention.py, erasure.py) leaves no bytes behind in the file, and
+    # neither do the earlier versions of a row an update rewrote.
+    cur.execute("PRAGMA secure_delete=ON")
     cur.close()
 
 

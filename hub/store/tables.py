@@ -168,3 +168,23 @@ counters = Table(
     Column("name", String(200), primary_key=True),
     Column("value", Integer, nullable=False, default=0),
 )
+
+#: What the ledger counted in rows that retention purged (``hub/engine/retention.py``), per
+#: UTC day: ``kind`` "event" (``name`` a source, ``key`` the raw request's outcome, ``n`` its
+#: events), "lead" (a source, the lead's ledger category) or "delivery" (a destination, the
+#: delivery's status). ``/api/ledger`` adds these to what the rows still say.
+ledger_rollup = Table(
+    "ledger_rollup",
+    metadata,
+    Column("day", Double, primary_key=True),  # UTC midnight, epoch seconds
+    Column("kind", String(16), primary_key=True),
+    Column("name", String(128), primary_key=True),
+    Column("key", String(24), primary_key=True),
+    Column("n", Integer, nullable=False),
+)
+
+# What retention and erasure look rows up by (migration 0002).
+Index(None, quarantine.c.inbound_id)
+Index(None, contact_keys.c.lead_id)
+Index(None, event_keys.c.seen_at)
+Index(None, threads.c.last_seen)
