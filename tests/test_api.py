@@ -196,10 +196,10 @@ def test_health_ready_metrics_openapi(hub: Any) -> None:
     assert c.get("/healthz").json() == {"status": "ok"}
     assert c.get("/readyz").status_code == 200
     c.post("/hooks/site_form", data={"phone": "+79161234567"})
-    metrics = c.get("/metrics").text
+    metrics = c.get("/metrics", headers=ADMIN).text
     assert 'leadhub_webhooks_total{outcome="lead",source="site_form"}' in metrics
     assert "leadhub_leads" in metrics
-    paths = c.get("/openapi.json").json()["paths"]
+    paths = c.get("/openapi.json", headers=ADMIN).json()["paths"]
     assert "/api/leads" in paths and "/hooks/{source}" in paths
 
 
@@ -243,7 +243,7 @@ def test_readyz_fails_when_a_queue_had_work_and_did_not_move(hub: Any) -> None:
     # a destination held on purpose (disabled) is not a stall
     assert c.post("/api/connectors/jsonl/disable", headers=ADMIN).status_code == 200
     assert c.get("/readyz").status_code == 200
-    metrics = c.get("/metrics").text
+    metrics = c.get("/metrics", headers=ADMIN).text
     assert 'leadhub_queue_due{destination="jsonl"} 1.0' in metrics
     assert 'leadhub_events_total{outcome="lead",source="site_form"} 1.0' in metrics
 
@@ -271,12 +271,14 @@ def test_web_admin_signs_in_with_the_token_and_uses_the_api(hub: Any) -> None:
     _, c = hub
     page = c.get("/admin/")
     assert page.status_code == 200 and 'name="token"' in page.text
-    assert c.post("/admin/login", data={"token": "nope"}).status_code == 401
-    r = c.post("/admin/login", data={"token": "adm"}, follow_redirects=False)
+    own = {"Origin": str(c.base_url).rstrip("/")}  # hub/api/csrf.py: sign-ins from the hub's own page
+    assert c.post("/admin/login", data={"token": "nope"}, headers=own).status_code == 401
+    r = c.post("/admin/login", data={"token": "adm"}, headers=own, follow_redirects=False)
     assert r.status_code == 303 and "httponly" in r.headers["set-cookie"].lower()
     assert "samesite=strict" in r.headers["set-cookie"].lower()
     page = c.get("/admin/")
-    assert "LeadHub admin" in page.text and "/api" in page.text
-    assert c.get("/api/leads").status_code == 200  # the cookie stands in for the bearer token
+    assert "LeadHub admin" in page.text and 'name="csrf-token"' in page.text
+    assert "/api" in c.get("/admin/admin.js").text
+    assert c.get("/api/leads").status_code == 200  # the session cookie stands in for the bearer token
     c.cookies.clear()
     assert c.get("/api/leads").status_code == 401
