@@ -395,6 +395,40 @@ def replay(lead_id: str, config: ConfigOpt = None) -> None:
     console.print(f"{lead_id}: " + ", ".join(f"{d.destination}:{d.status}" for d in lead.deliveries))
 
 
+@app.command()
+def erase(
+    config: ConfigOpt = None,
+    phone: Annotated[list[str] | None, typer.Option(
+        "--phone", help="A phone number, written any way (repeatable).")] = None,
+    email: Annotated[list[str] | None, typer.Option(
+        "--email", help="An e-mail address (repeatable).")] = None,
+    format: FormatOpt = Format.table,
+) -> None:
+    """Remove a person from the store; print the destinations that hold copies."""
+    from hub.engine.erasure import ErasureError
+    from hub.engine.erasure import erase as erase_person
+
+    rt = _runtime(config, start_redis=False)
+    try:
+        report = erase_person(rt, phone or [], email or [])
+    except ErasureError as exc:
+        err.print(str(exc), markup=False)
+        raise typer.Exit(2) from None
+    finally:
+        rt.close()
+    doc = report.to_json()
+    if format is Format.json:
+        print(json.dumps(doc, ensure_ascii=False, indent=2))
+        return
+    deleted = [{"table": name, "rows": n} for name, n in sorted(doc["deleted"].items()) if n]
+    _print_rows(deleted or [{"table": "(nothing found)", "rows": 0}], format, "Erased")
+    if doc["copies"]:
+        _print_rows(doc["copies"], format, "Copies delivered to destinations")
+    held = doc["destinations_holding_copies"]
+    err.print("destinations that hold copies (remove them there): " + (", ".join(held) or "none"),
+              markup=False)
+
+
 class PluginKind(str, Enum):
     source = "source"
     destination = "destination"

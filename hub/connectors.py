@@ -540,3 +540,10 @@ class Destination(Connector[ConfigT]):
         otherwise cost 50 requests of a rate-limited API.
         """
         return None
+
+    def erase(self, lead_ids: list[str]) -> bool:
+        """Remove what this destination holds of these leads, where the hub can (a file it
+        wrote); True when done. Called when a person is erased (``leadhub erase``). The
+        default, False, says it cannot: the erasure lists the copies (destination and
+        external id) for the admin to remove there, as a CRM keeps its own records."""
+        return False

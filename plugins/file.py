@@ -115,6 +115,37 @@ class FileDestination(Destination[FileConfig]):
         found = self._append([item], write=False)
         return found[0].external_id if found else None
 
+    def erase(self, lead_ids: list[str]) -> bool:
+        """Rewrite the file without the lines of these leads, in place under the same lock
+        appends take (an appender waiting for it then writes to the rewritten file). Other
+        processes notice the shorter file and read it anew."""
+        drop = set(lead_ids)
+        if not self.file.exists():
+            return True
+        with open(self.file, "r+b") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                kept = [line for line in f.read().splitlines(keepends=True)
+                        if _line_id(line) not in drop]
+                f.seek(0)
+                f.writelines(kept)
+                f.truncate()
+                f.flush()
+                os.fsync(f.fileno())
+                self._ids.clear()
+                self._scanned = 0
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+        return True
+
+
+def _line_id(line: bytes) -> str | None:
+    try:
+        lead_id = json.loads(line).get("id")
+    except (ValueError, AttributeError):
+        return None
+    return lead_id if isinstance(lead_id, str) else None
+
 
 @hookimpl
 def leadhub_register_connectors(register: Callable[[type[Connector[Any]]], None]) -> None:

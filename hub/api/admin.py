@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select, update
 
 from hub.api.deps import Admin, State
@@ -173,6 +174,27 @@ def reprocess(qid: str, state: State) -> dict[str, Any]:
     if result.get("lead_ids"):
         wake_process(state.rt)
     return result
+
+
+class ErasureRequest(BaseModel):
+    """Who to erase: phones as written anywhere, e-mail addresses."""
+
+    model_config = ConfigDict(extra="forbid")
+    phones: list[str] = Field(default_factory=list, max_length=100)
+    emails: list[str] = Field(default_factory=list, max_length=100)
+
+
+@router.post("/erasures")
+def create_erasure(body: ErasureRequest, state: State) -> dict[str, Any]:
+    """Remove a person from the store (leads, raw requests, quarantine, dedup keys); the
+    answer lists what was deleted and the destinations that hold copies (with external ids)."""
+    from hub.engine.erasure import ErasureError, erase
+
+    try:
+        report = erase(state.rt, body.phones, body.emails)
+    except ErasureError as exc:
+        raise ApiError(422, "invalid_erasure", str(exc)) from None
+    return report.to_json()
 
 
 @router.get("/ledger")
