@@ -30,6 +30,8 @@ from hub.api.throttle import FailedSignIns
 router = APIRouter(prefix="/admin", include_in_schema=False)
 STATIC = Path(__file__).with_name("static")
 ASSETS = {"admin.js": "text/javascript", "admin.css": "text/css"}
+#: the cookie of releases before sessions, which held the admin token itself
+LEGACY_COOKIE = "leadhub_admin"
 
 
 def _login_page(error: str = "", status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -82,6 +84,8 @@ def login(request: Request, state: State, token: Annotated[str, Form()]) -> Resp
     resp = RedirectResponse("/admin/", status_code=303)
     resp.set_cookie(COOKIE, session_id, max_age=SESSION_TTL_S, path="/", httponly=True,
                     samesite="strict", secure=_is_https(request))
+    if LEGACY_COOKIE in request.cookies:  # no copy of the token left in the browser
+        resp.delete_cookie(LEGACY_COOKIE, path="/", httponly=True, samesite="strict")
     return resp
 
 
