@@ -97,10 +97,11 @@ def test_bodies_without_the_field_or_any_shape_are_kept() -> None:
 
 
 @pytest.fixture
-def hub(tmp_path: Path, redis_url: str) -> Iterator[tuple[Runtime, httpx.Client]]:
+def hub(tmp_path: Path, redis_url: str, database_url: str) -> Iterator[tuple[Runtime, httpx.Client]]:
     path = tmp_path / "plugins.toml"
     path.write_text(CONFIG, encoding="utf-8")
-    with running_app(path, data_dir=tmp_path / "data", redis_url=redis_url) as running:
+    with running_app(path, data_dir=tmp_path / "data", redis_url=redis_url,
+                     database_url=database_url) as running:
         yield running
 
 
