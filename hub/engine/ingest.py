@@ -551,7 +551,7 @@ def build_item(
     when = datetime.fromtimestamp(received_at, UTC)
     tracking = _tracking_table(tracking_numbers, default_region)
     for ev in parsed or []:
-        key = f"id:{storable_text(str(ev.event_id))}" if ev.event_id else body_key(request)
+        key = store_key("id:", ev.event_id) if ev.event_id else body_key(request)
         draft = ev.lead
         if draft is None:
             item.events.append(EventDraft(key, reason=ev.reason or "not a lead"))
@@ -563,11 +563,11 @@ def build_item(
         out = EventDraft(key, lead=lead, needs_enrichment=draft.needs_enrichment)
         if draft.call is not None and draft.call.call_id:
             apply_tracking(lead, tracking)
-            out.thread = f"call:{draft.call.call_id}"
+            out.thread = store_key("call:", draft.call.call_id)
             out.call_update = call_update(draft.call, lead.call)
             out.seq = draft.call.seq
         elif draft.conversation_key:
-            out.thread = f"chat:{draft.conversation_key}"
+            out.thread = store_key("chat:", draft.conversation_key)
         if not lead.contact.has_any() and not draft.needs_enrichment:
             if out.thread and out.thread.startswith("call:"):
                 out.waits_for_caller = True
@@ -576,6 +576,20 @@ def build_item(
                 out.reason = "no contact: the request has no phone, email or messenger id"
         item.events.append(out)
     return item
+
+
+#: Event and thread keys are ``String(200)`` columns (PostgreSQL enforces the length).
+KEY_LENGTH = 200
+
+
+def store_key(prefix: str, value: object) -> str:
+    """``prefix`` + a provider's id as a key the store can hold: without NUL or lone
+    surrogates, and an id too long for the column (anyone can send one) by its digest,
+    so a retry of the same event still finds the same key."""
+    text = storable_text(str(value))
+    if len(prefix) + len(text) <= KEY_LENGTH:
+        return prefix + text
+    return prefix + "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _tracking_table(
