@@ -65,7 +65,9 @@ def configure_logging(level: int = logging.INFO, json_logs: bool | None = None) 
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared,
+        # masked once, by the formatter's chain below: a second pass would mask the masks
+        # ("8916***2238" reads as digits joined by "*", which a phone may be written with)
+        foreign_pre_chain=shared[:-1],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             mask_processor,

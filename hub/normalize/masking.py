@@ -9,16 +9,42 @@ from __future__ import annotations
 
 import re
 
+import phonenumbers
+
 from hub.normalize.emails import EMAIL_CANDIDATE
 
 _MASK = "***"
 
-#: A run of 7+ digits that may be split by spaces, dots, dashes or parens, with an
-#: optional "+": wider than real phone syntax on purpose - masking too much is harmless.
-#: The lookbehind keeps the search linear (a match starts only where a digit run starts).
-_PHONE_LIKE = re.compile(r"(?<![\d+])\+?\d(?:[ \t.()\-]{0,3}\d){6,}")
+#: What libphonenumber (``hub/normalize/phones.py``) accepts between the digits of one
+#: number: its ``_VALID_PUNCTUATION`` and ``_STAR_SIGN`` (phonenumbers 9, copied because
+#: they are private; tests/test_masking.py fails if the library's grow), any whitespace,
+#: and the invisible characters people paste (zero-width space, word joiner, soft hyphen).
+PHONE_PUNCTUATION = ("-x\u2010-\u2015\u2212\u30fc\uff0d-\uff0f \u00a0\u00ad\u200b\u2060\u3000()"
+                     "\uff08\uff09\uff3b\uff3d.\\[\\]/~\u2053\u223c\uff5e*")
+PLUS_CHARS = "+\uff0b"
+_SEP = f"[{PHONE_PUNCTUATION}\\s]"
+_DIGIT_START = f"(?<![\\d{PLUS_CHARS}])[{PLUS_CHARS}]?\\d"
+#: Digits (any script: ``\\d`` is Unicode) joined by any run of separators, with up to two
+#: ASCII letters in a gap: libphonenumber drops up to two letters from a number, and reads
+#: three or more as a vanity number (``_VANITY``). Possessive runs keep the search linear;
+#: the lookbehind makes a match start only where a digit run starts. Wider than phone
+#: syntax on purpose: masking too much is harmless, too little is a leak.
+_PHONE_RUN = re.compile(f"{_DIGIT_START}(?:{_SEP}*+(?:[A-Za-z]{_SEP}*+){{0,2}}\\d)*+")
+#: A vanity number: three digits at least, then letters and digits ("8 800 FLOWERS").
+_VANITY = re.compile(f"(?<![\\dA-Za-z{PLUS_CHARS}])[{PLUS_CHARS}]?\\d(?:{_SEP}*+\\d){{2}}"
+                     f"(?:{_SEP}*+[A-Za-z\\d])++")
+_LETTER = re.compile("[A-Za-z]")
+_HELD_MASK = "\ue000"  # a private-use character: neither a digit nor a separator
 #: A date starting a match ("2026-11-23 18" from "2026-11-23 18:30") is not a phone.
-_DATE_PREFIX = re.compile(r"\d{4}-\d{2}-\d{2}|\d{2}\.\d{2}\.\d{4}")
+_DATE_PREFIX = re.compile(r"(?:19|20)\d\d-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])"
+                          r"|(?:0[1-9]|[12]\d|3[01])\.(?:0[1-9]|1[0-2])\.(?:19|20)\d\d")
+#: Digits a run needs to be masked: 7 (the shortest national number with its trunk or
+#: area code), or 5 after a "+" (a short number of a small country with its code).
+_MIN_DIGITS, _MIN_DIGITS_PLUS = 7, 5
+#: Where a vanity number without "+code" is looked up (the hub's default region).
+VANITY_REGION = "RU"
+_KEYPAD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz",
+                        "22233344455566677778889999" * 2)
 
 
 def mask_phone(phone: str) -> str:
@@ -42,18 +68,98 @@ def mask_email(email: str) -> str:
 
 
 def mask_text(text: str) -> str:
-    """Mask every email and phone-like digit run in free text (a message, a log line).
+    """Mask every email and phone-like run in free text (a message, a log line).
 
-    Order numbers and other long digit runs are masked as well; dates (``2026-11-23``,
-    ``23.11.2026``, with a time after them) are not.
+    At least as permissive as ``normalize_phone``: whatever it accepts as a phone, written
+    inside a longer text, is masked (tests/test_masking.py checks this property), whatever
+    the separators (non-breaking and ideographic spaces, slashes, dots, brackets, invisible
+    characters), digits (full-width, Arabic-Indic, ...) or letters (two dropped, or a
+    vanity number). Order numbers and other long digit runs are masked as well; dates
+    (``2026-11-23``, ``23.11.2026``, with a time after them) are not.
     """
     masked = EMAIL_CANDIDATE.sub(lambda m: mask_email(m.group(0)), text)
-    return _PHONE_LIKE.sub(_mask_phone_match, masked)
+    if not _LETTER.search(masked):
+        return _PHONE_RUN.sub(_mask_run, masked)
+    # Vanity numbers first (a masked digit run must not start one), their masks held by a
+    # placeholder: "*" separates digits too, so "8800***9377" would be masked again.
+    masked = _VANITY.sub(_mask_vanity, masked)
+    return _PHONE_RUN.sub(_mask_run, masked).replace(_HELD_MASK, _MASK)
 
 
-def _mask_phone_match(match: re.Match[str]) -> str:
+def _mask_run(match: re.Match[str]) -> str:
+    """Mask the parts of a digit run that can be one number: windows of digits with at
+    most two letters between their first and last digit, long enough to be a phone.
+    Linear: the windows' ends only move forward (two pointers)."""
     found = match.group(0)
-    date = _DATE_PREFIX.match(found)
-    if date and sum(ch.isdigit() for ch in found[date.end():]) < 7:
+    digits = [i for i, ch in enumerate(found) if ch.isdecimal()]
+    letters = [0] * len(digits)  # letters[k]: letters in the gap before digit k
+    for k in range(1, len(digits)):
+        letters[k] = sum(1 for ch in found[digits[k - 1] + 1:digits[k]] if _is_letter(ch))
+    plus = found[0] in PLUS_CHARS
+    hide = [False] * len(digits)
+    j, inside, hidden_to = 0, 0, -1  # the window is digits[i..j] with ``inside`` letters
+    for i in range(len(digits)):
+        if j < i:
+            j, inside = i, 0
+        while j + 1 < len(digits) and inside + letters[j + 1] <= 2:
+            j += 1
+            inside += letters[j]
+        if j - i + 1 >= (_MIN_DIGITS_PLUS if plus and i == 0 else _MIN_DIGITS):
+            for k in range(max(i, hidden_to + 1), j + 1):
+                hide[k] = True
+            hidden_to = j
+        if j > i:
+            inside -= letters[i + 1]
+    out, at, k = [], 0, 0
+    while k < len(digits):
+        if not hide[k]:
+            k += 1
+            continue
+        end = k
+        while end + 1 < len(digits) and hide[end + 1]:
+            end += 1
+        start = 0 if k == 0 and plus else digits[k]
+        out += [found[at:start], _mask_span(found[start:digits[end] + 1])]
+        at, k = digits[end] + 1, end + 1
+    out.append(found[at:])
+    return "".join(out)
+
+
+def _is_letter(ch: str) -> bool:
+    """A letter libphonenumber counts; "x" is also its extension mark and punctuation, so
+    it is taken as a separator here (which can only mask more)."""
+    return ch.isascii() and ch.isalpha() and ch not in "xX"
+
+
+def _mask_span(span: str) -> str:
+    date = _DATE_PREFIX.match(span)
+    if date and sum(ch.isdecimal() for ch in span[date.end():]) < _MIN_DIGITS:
+        return span
+    return mask_phone(span)
+
+
+def _mask_vanity(match: re.Match[str]) -> str:
+    """Mask the longest start of ``match`` that libphonenumber reads as a valid number once
+    its letters are keypad digits ("8 800 FLOWERS"); "HTTP 500 Internal" stays readable."""
+    found = match.group(0)
+    if sum(1 for ch in found if ch.isascii() and ch.isalpha()) < 3:
         return found
-    return mask_phone(found)
+    ends = [i + 1 for i, ch in enumerate(found) if ch.isalnum()]
+    for end in reversed(ends[:_MAX_PHONE_CHARS]):
+        candidate = found[:end]
+        # fewer than three letters are dropped, not read: the digit runs' business
+        if sum(1 for ch in candidate if ch.isascii() and ch.isalpha()) >= 3 and _valid_phone(candidate):
+            return mask_phone(candidate.translate(_KEYPAD)).replace(_MASK, _HELD_MASK) + found[end:]
+    return found
+
+
+#: libphonenumber reads at most 17 digits of a national number, plus a code or prefix.
+_MAX_PHONE_CHARS = 21
+
+
+def _valid_phone(text: str) -> bool:
+    try:
+        number = phonenumbers.parse(text, VANITY_REGION)
+    except phonenumbers.NumberParseException:
+        return False
+    return bool(phonenumbers.is_valid_number(number))
