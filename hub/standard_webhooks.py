@@ -17,6 +17,7 @@ import binascii
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
+from pydantic import SecretStr
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from hub.errors import AuthError
@@ -37,6 +38,17 @@ def secret_bytes(secret: str) -> bytes:
     except (binascii.Error, ValueError):
         key = b""
     return key or text.encode("utf-8")
+
+
+def holds_key(value: SecretStr | None) -> SecretStr | None:
+    """A ``signing_secret`` validator: ``"whsec_${VAR}"`` with VAR unset passes the config
+    base's empty check yet holds no key, and every signature made with it would be refused."""
+    if value is not None:
+        try:
+            secret_bytes(value.get_secret_value())
+        except ValueError:
+            raise ValueError("holds no key after whsec_ (an unset ${VAR}?)") from None
+    return value
 
 
 def sign(secret: str, msg_id: str, timestamp: datetime | int, body: bytes) -> dict[str, str]:

@@ -43,7 +43,7 @@ from hub.connectors import (
 from hub.errors import ParseError
 from hub.normalize.fields import CANONICAL_FIELDS, draft_from_fields, field_key
 from hub.source_auth import check_token
-from hub.standard_webhooks import HEADER_ID, secret_bytes
+from hub.standard_webhooks import HEADER_ID, holds_key
 from hub.standard_webhooks import verify as verify_signature
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -76,16 +76,7 @@ class WebformConfig(SourceConfig):
         "of JSON.",
     )
 
-    @field_validator("signing_secret")
-    @classmethod
-    def _key_after_prefix(cls, value: SecretStr | None) -> SecretStr | None:
-        # "whsec_${VAR}" with VAR unset passes the base's empty check but holds no key
-        if value is not None:
-            try:
-                secret_bytes(value.get_secret_value())
-            except ValueError:
-                raise ValueError("holds no key after whsec_ (an unset ${VAR}?)") from None
-        return value
+    _key_after_prefix = field_validator("signing_secret")(holds_key)
 
     @field_validator("field_map")
     @classmethod

@@ -43,7 +43,7 @@ from hub.connectors import (
     Limits,
 )
 from hub.errors import PermanentError, RateLimited, RetryableError
-from hub.standard_webhooks import secret_bytes, sign
+from hub.standard_webhooks import holds_key, sign
 
 log = logging.getLogger("leadhub.webhook")
 
@@ -76,16 +76,7 @@ class WebhookConfig(DestinationConfig):
                     "at 16 (or this, if lower) and adapts between 1 and this to the receiver.",
     )
 
-    @field_validator("signing_secret")
-    @classmethod
-    def _key_after_prefix(cls, value: SecretStr | None) -> SecretStr | None:
-        # "whsec_${VAR}" with VAR unset passes the base's empty check but holds no key
-        if value is not None:
-            try:
-                secret_bytes(value.get_secret_value())
-            except ValueError:
-                raise ValueError("holds no key after whsec_ (an unset ${VAR}?)") from None
-        return value
+    _key_after_prefix = field_validator("signing_secret")(holds_key)
 
 
 def retry_after_s(response: httpx.Response) -> float | None:
