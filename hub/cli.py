@@ -189,12 +189,22 @@ def worker(
     rt = _runtime(config)
     url, cfg = rt.redis_url, rt.config
     os.environ.setdefault("LEADHUB_REDIS_URL", url)
-    rt.close() if processes > 1 else None
     if processes <= 1:
         from hub.runtime import set_current
 
         set_current(rt)
-    run_worker(url, cfg, processes=processes, burst=burst)
+        run_worker(url, cfg, processes=processes, burst=burst)
+        return
+    # The pool's processes build their own runtimes; this one only keeps the embedded
+    # Redis it may have started alive until the pool ends (closing it here stopped that
+    # Redis under the pool).
+    embedded, rt.embedded_redis = rt.embedded_redis, None
+    rt.close()
+    try:
+        run_worker(url, cfg, processes=processes, burst=burst)
+    finally:
+        if embedded is not None:
+            embedded.stop()
 
 
 @app.command()

@@ -125,3 +125,35 @@ def test_a_busy_child_ends_by_its_lifeline_alone() -> None:
             parent.stdout.close()
         if child is not None and running(child):
             os.kill(child[0], signal.SIGKILL)
+
+
+def test_a_worker_pool_keeps_the_embedded_redis_it_started(tmp_path: Path) -> None:
+    """``leadhub worker --processes 2`` with the embedded Redis: the pool's processes reach
+    it for as long as the pool runs (it used to be stopped right after being started), and
+    it ends with the pool."""
+    from hub.queue import EmbeddedRedis
+
+    config = tmp_path / "plugins.toml"
+    config.write_text(f'[hub]\ndata_dir = "{tmp_path / "var"}"\n\n[sources.form]\nplugin = "webform"\n')
+    log = tmp_path / "worker.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEADHUB_")}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "hub.cli", "worker", "--config", str(config),
+                                 "--processes", "2"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    redis_dir = EmbeddedRedis(tmp_path / "var" / "redis")
+    try:
+        wait_until(lambda: redis_dir._alive(), timeout=20, what="the embedded Redis")
+        wait_until(lambda: log.read_text().count("Worker") >= 2, timeout=20, what="the pool's workers")
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=3)  # the window in which the old code's Redis went away
+        assert proc.poll() is None, log.read_text()[-2000:]
+        assert redis_dir._alive(), "the embedded Redis stopped under the running pool"
+        assert "Error" not in log.read_text(), log.read_text()[-2000:]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=20)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    wait_until(lambda: not redis_dir._alive(), timeout=10, what="the embedded Redis to stop with the pool")
