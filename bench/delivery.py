@@ -311,7 +311,7 @@ def limit_429s(amo: Any, before: int) -> int:
 
 def bench_drain(rate: float, n: int, work: Path, pg_url: str, say: Any,
                 faults: float = 0.0) -> DrainRow:
-    from hub.testing import FakeAmoCRM
+    from plugins.amocrm.testing import FakeAmoCRM
 
     with FakeAmoCRM(token=AMO_TOKEN, rate_limit=rate) as amo, fresh_database(pg_url) as db:
         field = amo.account.add_field("leads", "Комментарий", "textarea")
@@ -374,7 +374,7 @@ def bench_latency(rate: float, seconds: float, faults: float, work: Path, pg_url
                   say: Any, serve: bool = False) -> LatencyRow:
     """Webhook → deal: leads posted at a steady ``rate`` into the healthy (or flaky) fake
     amoCRM; the time from a lead's commit (``received_at``) to its deal (``delivered_at``)."""
-    from hub.testing import FakeAmoCRM
+    from plugins.amocrm.testing import FakeAmoCRM
 
     with FakeAmoCRM(token=AMO_TOKEN) as amo, fresh_database(pg_url) as db:
         field = amo.account.add_field("leads", "Комментарий", "textarea")
@@ -422,7 +422,8 @@ class IsoRow:
 
 def bench_isolation(case: str, dead: bool, args: argparse.Namespace, work: Path,
                     say: Any) -> IsoRow:
-    from hub.testing import FakeAmoCRM, FakeServer, RecordedRequest, Response
+    from hub.testing import FakeServer, RecordedRequest, Response
+    from plugins.amocrm.testing import FakeAmoCRM
 
     receiver = FakeServer()
 

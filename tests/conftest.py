@@ -16,8 +16,8 @@ from sqlalchemy.engine import make_url
 
 from hub.queue import EmbeddedRedis
 from hub.runtime import Runtime, build_runtime
-from hub.testing import FakeAmoCRM
 from hub.testing.cluster import HubCluster
+from plugins.amocrm.testing import FakeAmoCRM
 
 PG_URL = os.environ.get("LEADHUB_TEST_DATABASE_URL", "")
 PG_SKIP = "PostgreSQL tests need LEADHUB_TEST_DATABASE_URL (e.g. postgresql://postgres@127.0.0.1:5432/postgres)"

@@ -17,9 +17,10 @@ from pydantic import ValidationError
 from hub.connectors import ConnectorContext, DeliveryItem
 from hub.errors import DestinationPaused, PermanentError, RateLimited, RetryableError
 from hub.models import Lead
-from hub.testing import FakeAmoCRM, serving
+from hub.testing import serving
 from plugins.amocrm import AmoCRMConfig, AmoCRMDestination
 from plugins.amocrm.fields import MarkerFields
+from plugins.amocrm.testing import FakeAmoCRM
 
 TOKEN = "long-lived-token"
 COMPLEX = "/api/v4/leads/complex"

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from hub.testing import FakeAmoCRM
 from hub.testing.cluster import HubCluster, wait_until
+from plugins.amocrm.testing import FakeAmoCRM
 from tests.conftest import ClusterFactory, ConfigWriter
 
 TOKEN = "long-lived-token"

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from hub.testing import FakeAmoCRM
 from hub.testing.cluster import HubCluster, wait_until
+from plugins.amocrm.testing import FakeAmoCRM
 from tests.conftest import ClusterFactory, ConfigWriter
 from tests.payload_loader import load_meta, payload_path
 

@@ -22,8 +22,8 @@ from hub.engine.ledger import ledger
 from hub.engine.process import process_received
 from hub.runtime import Runtime
 from hub.store import tables as t
-from hub.testing import FakeAmoCRM
 from hub.testing.cluster import running_app
+from plugins.amocrm.testing import FakeAmoCRM
 from tests.conftest import AMO_TOKEN
 
 ADMIN = {"Authorization": "Bearer adm"}

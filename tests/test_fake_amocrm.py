@@ -12,7 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from hub.testing import FakeAmoCRM, FakeServer, RecordedRequest, Response
+from hub.testing import FakeServer, RecordedRequest, Response
+from plugins.amocrm.testing import FakeAmoCRM
 
 TOKEN = "long-lived-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

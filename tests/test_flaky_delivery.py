@@ -17,7 +17,7 @@ from hub.engine.retry import JITTER, QUICK_STEP_S
 from hub.engine.sweeper import sweep
 from hub.runtime import Runtime
 from hub.store import tables as t
-from hub.testing import FakeAmoCRM
+from plugins.amocrm.testing import FakeAmoCRM
 from tests.test_engine import form, ingest
 
 TOKEN = "long-lived-token"

@@ -11,9 +11,9 @@ import signal
 import time
 from pathlib import Path
 
-from hub.testing import FakeAmoCRM
 from hub.testing.chaos import TOKEN, Poster, chaos_config
 from hub.testing.cluster import HubCluster, wait_until
+from plugins.amocrm.testing import FakeAmoCRM
 
 LEADS = 200
 

@@ -16,7 +16,7 @@ from hub.engine.replay import replay_lead
 from hub.engine.retry import BASE_S, CAP_S, FACTOR, JITTER
 from hub.runtime import Runtime, build_runtime
 from hub.store import tables as t
-from hub.testing import FakeAmoCRM
+from plugins.amocrm.testing import FakeAmoCRM
 from tests.conftest import ConfigWriter
 from tests.test_engine import form, ingest
 

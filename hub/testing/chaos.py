@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from hub.testing.cluster import HubCluster, wait_until
-from hub.testing.fake_amocrm import FakeAmoCRM
+from plugins.amocrm.testing import FakeAmoCRM
 
 TOKEN = "chaos-token"
 SOURCES = ("site_a", "site_b", "site_c")

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from hub.testing.amocrm_account import NOTE_TYPES, AmoAccount, Problem, problem
-from hub.testing.fakeserver import RecordedRequest, Response
+from hub.testing import RecordedRequest, Response
+from plugins.amocrm.testing.account import NOTE_TYPES, AmoAccount, Problem, problem
 
 HAL = "application/hal+json"
 PROBLEM = "application/problem+json"

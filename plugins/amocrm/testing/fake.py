@@ -30,8 +30,9 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
-from hub.testing.amocrm_account import WON_STATUS_ID, AmoAccount, problem
-from hub.testing.amocrm_writes import (
+from hub.testing import FakeServer, RecordedRequest, Response
+from plugins.amocrm.testing.account import WON_STATUS_ID, AmoAccount, problem
+from plugins.amocrm.testing.writes import (
     HAL,
     add_custom_fields,
     add_leads,
@@ -40,7 +41,6 @@ from hub.testing.amocrm_writes import (
     problem_response,
     validation_error,
 )
-from hub.testing.fakeserver import FakeServer, RecordedRequest, Response
 
 MAX_LIMIT = 250
 TOO_MANY_BODY = "<html><body><h1>429 Too Many Requests</h1></body></html>"

@@ -1,6 +1,6 @@
 """The in-memory amoCRM account behind ``FakeAmoCRM``: entities and request validation.
 
-No HTTP here: ``fake_amocrm`` turns these results into responses. Shapes follow
+No HTTP here: ``plugins.amocrm.testing.fake`` turns these results into responses. Shapes follow
 ``shared/reference/destinations.md`` §1 and the amoCRM API v4 documentation.
 """
 
