@@ -18,11 +18,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from hub import hookimpl
-from hub.connectors import Connector, InboundRequest, ParsedEvent, Source
-from hub.errors import ParseError
-from hub.normalize.mail import event_from_parts, parse_message
-from hub.source_auth import TokenSourceConfig, check_token
+from hub.sdk import (
+    Connector,
+    InboundRequest,
+    ParsedEvent,
+    ParseError,
+    Source,
+    TokenSourceConfig,
+    check_token,
+    event_from_parts,
+    hookimpl,
+    parse_message,
+)
 
 MESSAGE_TYPES = ("message/rfc822", "text/plain", "application/octet-stream", "")
 

@@ -31,21 +31,25 @@ from typing import Any
 import httpx
 from pydantic import Field, SecretStr, field_validator
 
-from hub import hookimpl
-from hub.connectors import (
+from hub.sdk import (
     Connector,
     HookResponse,
     InboundRequest,
+    Lead,
     LeadDraft,
     ParsedEvent,
+    ParseError,
+    PermanentError,
+    RateLimited,
+    RetryableError,
     Source,
     SourceConfig,
+    draft_from_fields,
+    hookimpl,
+    meta,
+    normalize_lead,
 )
-from hub.errors import ParseError, PermanentError, RateLimited, RetryableError
-from hub.models import Lead
-from hub.normalize import draft_from_fields, normalize_lead
-from plugins import meta_webhooks
-from plugins.messenger_common import text
+from hub.sdk.messengers import text
 
 DEFAULT_BASE_URL = "https://graph.facebook.com/v24.0"
 DEFAULT_FIELDS = "id,created_time,field_data"
@@ -101,18 +105,19 @@ class FacebookLeadAdsSource(Source[FacebookLeadAdsConfig]):
     Config = FacebookLeadAdsConfig
     description = "Facebook Lead Ads: leadgen webhook, answers fetched from the Graph API."
     retries_non_2xx = True
+    kept_headers = ("x-hub-signature-256",)
     methods = ("GET", "POST")
     _http: httpx.Client | None = None
 
     def handshake(self, request: InboundRequest) -> HookResponse | None:
-        return meta_webhooks.handshake(request, self.config.verify_token)
+        return meta.handshake(request, self.config.verify_token)
 
     def verify(self, request: InboundRequest) -> None:
-        meta_webhooks.verify_signature(request, self.config.app_secret)
+        meta.verify_signature(request, self.config.app_secret)
 
     def parse(self, request: InboundRequest) -> list[ParsedEvent]:
         events: list[ParsedEvent] = []
-        for change in meta_webhooks.changes(request, "page"):
+        for change in meta.changes(request, "page"):
             field, value = change.get("field"), change["value"]
             if field != "leadgen":
                 events.append(ParsedEvent(reason=f"facebook page {field} change"))

@@ -17,8 +17,7 @@ from typing import Any, BinaryIO, ClassVar
 
 from pydantic import Field, field_validator
 
-from hub import hookimpl
-from hub.connectors import (
+from hub.sdk import (
     Connector,
     ConnectorContext,
     DeliveryItem,
@@ -26,8 +25,9 @@ from hub.connectors import (
     Destination,
     DestinationConfig,
     Limits,
+    PermanentError,
+    hookimpl,
 )
-from hub.errors import PermanentError
 
 
 class FileConfig(DestinationConfig):

@@ -36,19 +36,21 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 
-from hub import hookimpl
-from hub.connectors import (
+from hub.sdk import (
     Connector,
     ConnectorContext,
     InboundRequest,
     ParsedEvent,
+    ParseError,
     PolledMessage,
     PollError,
     PollingSource,
     PollingSourceConfig,
+    clean_message_id,
+    event_from_parts,
+    hookimpl,
+    parse_message,
 )
-from hub.errors import ParseError
-from hub.normalize.mail import clean_message_id, event_from_parts, parse_message
 
 KEYWORD = "$LeadHub"
 CONTENT_TYPE = "message/rfc822"

@@ -42,19 +42,22 @@ from typing import Any
 
 from pydantic import Field, SecretStr
 
-from hub import hookimpl
-from hub.bodies import loads_json
-from hub.connectors import (
+from hub.sdk import (
+    AuthError,
     Connector,
     HookResponse,
     InboundRequest,
+    MailParts,
     Nonce,
     ParsedEvent,
+    ParseError,
     Source,
     SourceConfig,
+    event_from_parts,
+    hookimpl,
+    loads_json,
+    parse_message,
 )
-from hub.errors import AuthError, ParseError
-from hub.normalize.mail import MailParts, event_from_parts, parse_message
 
 #: Mailgun retries for 8 hours (10 min, 15 min, 30 min, 1 h, 2 h, 4 h) with the
 #: original timestamp; an hour more for queues and clocks.

@@ -77,21 +77,23 @@ from typing import Any, ClassVar
 
 from pydantic import Field, SecretStr
 
-from hub import hookimpl
-from hub.bodies import loads_json
-from hub.connectors import CallInfo, CallSourceConfig, Connector, InboundRequest, ParsedEvent, Source
-from hub.errors import AuthError, ParseError
-from hub.source_auth import expected_secret
-from hub.source_auth import same_secret as same
-from plugins.telephony import (
-    as_int,
-    call_event,
-    form_items,
-    local_time,
-    not_a_lead,
-    obj,
-    text,
+from hub.sdk import (
+    AuthError,
+    CallInfo,
+    CallSourceConfig,
+    Connector,
+    InboundRequest,
+    ParsedEvent,
+    ParseError,
+    Source,
+    expected_secret,
+    hookimpl,
+    loads_json,
 )
+from hub.sdk import (
+    same_secret as same,
+)
+from hub.sdk.telephony import as_int, call_event, form_items, local_time, not_a_lead, obj, text
 
 #: The summary closes the call: nothing a leg event says after it may overwrite it.
 #: (The store keeps ``seq`` in a 32-bit column.)

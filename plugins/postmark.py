@@ -23,11 +23,20 @@ from collections.abc import Callable
 from email.utils import formataddr
 from typing import Any
 
-from hub import hookimpl
-from hub.connectors import Connector, HookResponse, InboundRequest, ParsedEvent, Source
-from hub.errors import ParseError
-from hub.normalize.mail import MailParts, event_from_parts, parse_message
-from hub.source_auth import TokenSourceConfig, check_token
+from hub.sdk import (
+    Connector,
+    HookResponse,
+    InboundRequest,
+    MailParts,
+    ParsedEvent,
+    ParseError,
+    Source,
+    TokenSourceConfig,
+    check_token,
+    event_from_parts,
+    hookimpl,
+    parse_message,
+)
 
 
 class PostmarkConfig(TokenSourceConfig):

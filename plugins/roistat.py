@@ -20,13 +20,19 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from hub import hookimpl
-from hub.connectors import CallInfo, Connector, InboundRequest, ParsedEvent, Source
-from hub.errors import ParseError
-from hub.normalize import draft_from_fields
-from hub.source_auth import check_token
-from plugins.telephony import (
+from hub.sdk import (
+    CallInfo,
+    Connector,
+    InboundRequest,
+    ParsedEvent,
+    ParseError,
+    Source,
     TrackingConfig,
+    check_token,
+    draft_from_fields,
+    hookimpl,
+)
+from hub.sdk.telephony import (
     as_int,
     call_event,
     first,

@@ -26,12 +26,22 @@ from email.parser import BytesParser, HeaderParser
 from email.policy import HTTP
 from typing import Any
 
-from hub import hookimpl
-from hub.bodies import clean_text, loads_json
-from hub.connectors import Connector, InboundRequest, ParsedEvent, Source
-from hub.errors import ParseError
-from hub.normalize.mail import MailParts, clean_message_id, event_from_parts, parse_message
-from hub.source_auth import TokenSourceConfig, check_token
+from hub.sdk import (
+    Connector,
+    InboundRequest,
+    MailParts,
+    ParsedEvent,
+    ParseError,
+    Source,
+    TokenSourceConfig,
+    check_token,
+    clean_message_id,
+    clean_text,
+    event_from_parts,
+    hookimpl,
+    loads_json,
+    parse_message,
+)
 
 TEXT_FIELDS = ("headers", "from", "to", "cc", "subject", "text", "html", "charsets")
 

@@ -36,23 +36,28 @@ from urllib.parse import parse_qsl
 
 from pydantic import Field, SecretStr, field_validator
 
-from hub import hookimpl
-from hub.bodies import loads_json
-from hub.connectors import (
+from hub.sdk import (
     Accepted,
+    AuthError,
     Connector,
     HookResponse,
     InboundRequest,
     LeadDraft,
+    Messenger,
     ParsedEvent,
+    ParseError,
     Source,
     SourceConfig,
+    classify_mark,
+    find_emails,
+    find_phones,
+    hookimpl,
+    loads_json,
 )
-from hub.errors import AuthError, ParseError
-from hub.models import Messenger
-from hub.normalize import find_emails, find_phones
-from hub.normalize.utm import classify
-from plugins.messenger_common import international, same, text
+from hub.sdk import (
+    same_secret as same,
+)
+from hub.sdk.messengers import international, text
 
 SECRET_HEADER = "x-telegram-bot-api-secret-token"
 _SECRET_CHARS = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
@@ -88,6 +93,7 @@ class TelegramSource(Source[TelegramConfig]):
     Config = TelegramConfig
     description = "Telegram bot webhook: private messages, shared phone numbers, /start deep links."
     retries_non_2xx = True
+    secret_headers = ("x-telegram-bot-api-secret-token",)
 
     def verify(self, request: InboundRequest) -> None:
         secret = self.config.secret_token
@@ -222,7 +228,7 @@ def _read_start_payload(payload: str, draft: LeadDraft) -> None:
     else:
         return
     for key, value in pairs:
-        kind_key = classify(str(key))
+        kind_key = classify_mark(str(key))
         if kind_key is None or not isinstance(value, str) or not value.strip():
             continue
         kind, name = kind_key

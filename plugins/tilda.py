@@ -24,22 +24,24 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from hub import hookimpl
-from hub.connectors import (
+from hub.sdk import (
     Accepted,
     Connector,
     HookResponse,
     InboundRequest,
     ParsedEvent,
+    ParseError,
     Source,
+    TokenSourceConfig,
+    check_token,
+    draft_from_fields,
+    field_key,
+    hookimpl,
+    looks_like_form,
 )
-from hub.errors import ParseError
-from hub.normalize.fields import draft_from_fields, field_key
-from hub.source_auth import TokenSourceConfig, check_token
 
 #: Tilda's default variable names that the shared alias table does not know.
 TILDA_FIELD_MAP = {"Textarea": "message", "Comment": "message"}
-FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 class TildaConfig(TokenSourceConfig):
@@ -56,8 +58,8 @@ class TildaSource(Source[TildaConfig]):
         check_token(request, self.config.token)
 
     def parse(self, request: InboundRequest) -> list[ParsedEvent]:
-        ctype = request.content_type
-        if ctype not in FORM_TYPES and not (not ctype and b"=" in request.body):
+        if not looks_like_form(request):
+            ctype = request.content_type
             raise ParseError(f"expected Tilda's urlencoded form, got {ctype or 'no content type'}")
         items = request.form_items()
         if not items:

@@ -38,21 +38,24 @@ from xml.sax.saxutils import escape
 
 from pydantic import Field, SecretStr
 
-from hub import hookimpl
-from hub.connectors import (
+from hub.sdk import (
     Accepted,
+    AuthError,
     CallInfo,
     CallSourceConfig,
     Connector,
     HookResponse,
     InboundRequest,
     ParsedEvent,
+    ParseError,
     Source,
+    expected_secret,
+    hookimpl,
 )
-from hub.errors import AuthError, ParseError
-from hub.source_auth import expected_secret
-from hub.source_auth import same_secret as same
-from plugins.telephony import as_int, call_event, form_items, not_a_lead, text
+from hub.sdk import (
+    same_secret as same,
+)
+from hub.sdk.telephony import as_int, call_event, form_items, not_a_lead, text
 
 SIGNATURE_HEADER = "x-twilio-signature"
 IDEMPOTENCY_HEADER = "i-twilio-idempotency-token"
@@ -85,6 +88,7 @@ class TwilioSource(Source[TwilioConfig]):
     Config = TwilioConfig
     description = "Twilio Voice: incoming-call webhook (TwiML), status and recording callbacks."
     methods: ClassVar[tuple[str, ...]] = ("POST", "GET")
+    kept_headers: ClassVar[tuple[str, ...]] = ("x-twilio-signature", "x-twilio-idempotency-token")
 
     def verify(self, request: InboundRequest) -> None:
         given = request.headers.get(SIGNATURE_HEADER, "").strip()

@@ -29,22 +29,28 @@ from typing import Any, ClassVar
 
 from pydantic import Field, SecretStr
 
-from hub import hookimpl
-from hub.connectors import (
+from hub.sdk import (
     Accepted,
+    AuthError,
     Connector,
     HookResponse,
     InboundRequest,
     LeadDraft,
+    Messenger,
     ParsedEvent,
+    ParseError,
     Source,
     SourceConfig,
+    draft_from_fields,
+    expected_secret,
+    find_emails,
+    find_phones,
+    hookimpl,
 )
-from hub.errors import AuthError, ParseError
-from hub.models import Messenger
-from hub.normalize import draft_from_fields, find_emails, find_phones
-from hub.source_auth import expected_secret
-from plugins.messenger_common import as_dict, same, text
+from hub.sdk import (
+    same_secret as same,
+)
+from hub.sdk.messengers import as_dict, text
 
 #: Standard lead-form answer keys and the canonical names they stand for.
 FORM_KEYS = {"first_name": "first_name", "last_name": "last_name", "patronymic_name": "middle_name",

@@ -29,26 +29,31 @@ from typing import Any
 
 from pydantic import Field, SecretStr, field_validator
 
-from hub import hookimpl
-from hub.connectors import (
+from hub.sdk import (
+    CANONICAL_FIELDS,
+    FORM_TYPES,
+    TOKEN_PARAM,
+    WEBHOOK_ID_HEADER,
     Accepted,
     Connector,
     HookResponse,
     InboundRequest,
     LeadDraft,
     ParsedEvent,
+    ParseError,
     Source,
     SourceConfig,
+    check_token,
+    draft_from_fields,
+    field_key,
+    holds_key,
+    hookimpl,
+    json_object,
+    looks_like_form,
+    looks_like_json,
+    verify_standard_webhook,
 )
-from hub.errors import ParseError
-from hub.normalize.fields import CANONICAL_FIELDS, draft_from_fields, field_key
-from hub.source_auth import check_token
-from hub.standard_webhooks import HEADER_ID, holds_key
-from hub.standard_webhooks import verify as verify_signature
 
-FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
-TOKEN_PARAM = "token"
-TOKEN_HEADER = "x-leadhub-token"
 EVENT_ID_FIELDS = ("event_id", "request_id")
 _NESTED_AS_PREFIX = {"utm": "utm_", "click_ids": ""}
 
@@ -101,7 +106,7 @@ class WebformSource(Source[WebformConfig]):
         check_token(request, self.config.token)
         secret = self.config.signing_secret
         if secret is not None:
-            verify_signature(secret.get_secret_value(), request.headers, request.body)
+            verify_standard_webhook(secret.get_secret_value(), request.headers, request.body)
 
     def parse(self, request: InboundRequest) -> list[ParsedEvent]:
         """One lead per request; a body without any contact is still a draft (the core decides)."""
@@ -130,17 +135,11 @@ def read_body(request: InboundRequest) -> tuple[list[tuple[str, str]], dict[str,
 
     Raises ``ParseError`` for anything that is neither a form nor a JSON object.
     """
-    ctype = request.content_type
-    starts_like_json = request.body.lstrip()[:1] == b"{"
-    if ctype == "application/json" or ctype.endswith("+json") or (
-        ctype in ("", "text/plain") and starts_like_json
-    ):
-        data = request.json()
-        if not isinstance(data, dict):
-            raise ParseError(f"expected a JSON object, got {type(data).__name__}")
-        return json_items(data)
-    if ctype in FORM_TYPES or (not ctype and b"=" in request.body):
+    if looks_like_json(request):
+        return json_items(json_object(request))
+    if looks_like_form(request):
         return request.form_items(), {}
+    ctype = request.content_type
     raise ParseError(f"expected a form or a JSON object, got {ctype or 'no content type'}")
 
 
@@ -191,7 +190,7 @@ def _add_extra(draft: LeadDraft, extra: dict[str, Any]) -> None:
 
 def event_id(request: InboundRequest, items: list[tuple[str, str]]) -> str | None:
     """The sender's id of this submission: ``webhook-id``, else an event_id/request_id field."""
-    header = request.headers.get(HEADER_ID, "").strip()
+    header = request.headers.get(WEBHOOK_ID_HEADER, "").strip()
     if header:
         return header
     for name, value in items:

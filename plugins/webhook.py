@@ -32,8 +32,7 @@ from typing import Any, ClassVar, Literal
 import httpx
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
 
-from hub import hookimpl
-from hub.connectors import (
+from hub.sdk import (
     Connector,
     ConnectorContext,
     DeliveryItem,
@@ -41,9 +40,13 @@ from hub.connectors import (
     Destination,
     DestinationConfig,
     Limits,
+    PermanentError,
+    RateLimited,
+    RetryableError,
+    holds_key,
+    hookimpl,
+    sign_standard_webhook,
 )
-from hub.errors import PermanentError, RateLimited, RetryableError
-from hub.standard_webhooks import holds_key, sign
 
 log = logging.getLogger("leadhub.webhook")
 
@@ -256,8 +259,8 @@ class WebhookDestination(Destination[WebhookConfig]):
         }
         if self.config.signing_secret is not None:
             headers.update(
-                sign(self.config.signing_secret.get_secret_value(), item.idempotency_key,
-                     datetime.now(UTC), body)
+                sign_standard_webhook(self.config.signing_secret.get_secret_value(),
+                                      item.idempotency_key, datetime.now(UTC), body)
             )
         timeout = min(self.config.timeout_s, max(GRACE_S, end + GRACE_S - time.monotonic()))
         failed = _failed(item)

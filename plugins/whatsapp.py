@@ -26,20 +26,20 @@ from typing import Any
 
 from pydantic import Field, SecretStr
 
-from hub import hookimpl
-from hub.connectors import (
+from hub.sdk import (
     Connector,
     HookResponse,
     InboundRequest,
     LeadDraft,
+    Messenger,
     ParsedEvent,
+    ParseError,
     Source,
     SourceConfig,
+    hookimpl,
+    meta,
 )
-from hub.errors import ParseError
-from hub.models import Messenger
-from plugins import meta_webhooks
-from plugins.messenger_common import as_dict, international, text
+from hub.sdk.messengers import as_dict, international, text
 
 NOT_LEAD_TYPES = ("reaction", "system", "request_welcome")
 REFERRAL_KEPT = ("source_url", "source_id", "source_type", "headline", "body")
@@ -64,17 +64,18 @@ class WhatsAppSource(Source[WhatsAppConfig]):
     Config = WhatsAppConfig
     description = "WhatsApp Business Cloud API webhook: messages are leads, statuses are not."
     retries_non_2xx = True
+    kept_headers = ("x-hub-signature-256",)
     methods = ("GET", "POST")
 
     def handshake(self, request: InboundRequest) -> HookResponse | None:
-        return meta_webhooks.handshake(request, self.config.verify_token)
+        return meta.handshake(request, self.config.verify_token)
 
     def verify(self, request: InboundRequest) -> None:
-        meta_webhooks.verify_signature(request, self.config.app_secret)
+        meta.verify_signature(request, self.config.app_secret)
 
     def parse(self, request: InboundRequest) -> list[ParsedEvent]:
         events: list[ParsedEvent] = []
-        for change in meta_webhooks.changes(request, "whatsapp_business_account"):
+        for change in meta.changes(request, "whatsapp_business_account"):
             field, value = change.get("field"), change["value"]
             if field != "messages":
                 events.append(ParsedEvent(reason=f"whatsapp {field} change"))

@@ -29,29 +29,24 @@ from typing import Any, ClassVar
 
 from pydantic import Field, SecretStr, field_validator
 
-from hub import hookimpl
-from hub.connectors import (
+from hub.sdk import (
     Accepted,
+    AuthError,
     CallInfo,
     CallSourceConfig,
     Connector,
     HookResponse,
     InboundRequest,
     ParsedEvent,
+    ParseError,
     Source,
+    expected_secret,
+    hookimpl,
 )
-from hub.errors import AuthError, ParseError
-from hub.source_auth import expected_secret
-from hub.source_auth import same_secret as same
-from plugins.telephony import (
-    as_int,
-    call_event,
-    form_items,
-    local_time,
-    not_a_lead,
-    text,
-    valid_timezone,
+from hub.sdk import (
+    same_secret as same,
 )
+from hub.sdk.telephony import as_int, call_event, form_items, local_time, not_a_lead, text, valid_timezone
 
 ECHO_PARAM = "zd_echo"
 SIGNATURE_HEADER = "signature"

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import func, select
 
 from hub.runtime import Runtime
-from hub.standard_webhooks import sign
+from hub.sdk import sign_standard_webhook as sign
 from hub.store import tables as t
 from hub.testing.cluster import running_app
 from tests.conftest import ConfigWriter

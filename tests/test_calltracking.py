@@ -12,9 +12,9 @@ from pydantic import ValidationError
 
 from hub.connectors import ConnectorContext, InboundRequest, Source
 from hub.errors import AuthError, ParseError
+from hub.sdk import TrackingConfig
 from plugins.calltouch import CalltouchConfig, CalltouchSource
 from plugins.roistat import RoistatConfig, RoistatSource
-from plugins.telephony import TrackingConfig
 from plugins.uis import UisConfig, UisSource
 from tests.call_hub import CallHub, call_hub, pause
 from tests.conftest import ConfigWriter

@@ -26,9 +26,9 @@ from hub.config import build_config
 from hub.connectors import ConnectorConfig, ConnectorContext, InboundRequest
 from hub.errors import AuthError, ConfigError
 from hub.plugins import PluginInfo, discover, make_plugin_manager
+from hub.sdk.meta import sign as meta_sign
 from plugins.facebook_leadads import FacebookLeadAdsConfig, FacebookLeadAdsSource
 from plugins.mailgun import MailgunConfig, MailgunSource, check_signature
-from plugins.meta_webhooks import sign as meta_sign
 from plugins.vk import VKConfig, VKSource
 from plugins.whatsapp import WhatsAppConfig, WhatsAppSource
 from tests.package_install import env_with_path, pip_install_target

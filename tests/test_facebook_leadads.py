@@ -17,13 +17,13 @@ from hub.engine.process import process_received
 from hub.errors import AuthError, ParseError, PermanentError, RateLimited, RetryableError
 from hub.models import Lead
 from hub.runtime import Runtime
+from hub.sdk.meta import sign
 from hub.testing import FakeGraph, serving
 from plugins.facebook_leadads import (
     FacebookLeadAdsConfig,
     FacebookLeadAdsSource,
     leadhub_register_connectors,
 )
-from plugins.meta_webhooks import sign
 from tests.messenger_hub import ADMIN, leads, ledger, quarantined, running_hub, send
 from tests.payload_loader import load_meta, load_request, payload_names, payload_path
 

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from hub.connectors import Accepted, ConnectorContext, InboundRequest, LeadDraft
 from hub.errors import AuthError, ParseError
 from hub.normalize import normalize_lead
-from hub.standard_webhooks import sign
+from hub.sdk import sign_standard_webhook as sign
 from plugins.webform import WebformConfig, WebformSource, leadhub_register_connectors, wants_page
 from tests.payload_loader import load_request, payload_names
 

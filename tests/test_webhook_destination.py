@@ -26,7 +26,7 @@ from hub.engine.process import process_received
 from hub.errors import PermanentError, RateLimited, RetryableError
 from hub.models import Contact, Lead
 from hub.runtime import build_runtime
-from hub.standard_webhooks import verify
+from hub.sdk import verify_standard_webhook as verify
 from hub.store import tables as t
 from plugins.webhook import (
     START_WINDOW,

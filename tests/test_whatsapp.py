@@ -13,7 +13,7 @@ import pytest
 from hub.connectors import ConnectorContext, ParsedEvent
 from hub.errors import AuthError, ParseError
 from hub.runtime import Runtime
-from plugins.meta_webhooks import sign
+from hub.sdk.meta import sign
 from plugins.whatsapp import WhatsAppConfig, WhatsAppSource, leadhub_register_connectors
 from tests.messenger_hub import leads, ledger, quarantined, running_hub, send
 from tests.payload_loader import load_request, payload_names

@@ -1,11 +1,23 @@
-"""Token authentication of sources, as the contract defines it for providers that do not
-sign their webhooks (``webform``, ``tilda``, the e-mail relays, call-tracking services).
+"""How sources authenticate requests, and how destinations sign what they send.
 
-Providers without a signature of their own (Tilda's webhook, SendGrid Inbound Parse,
-Postmark, a raw-message relay) are locked with a secret the admin puts into the URL
-they give the provider: ``?token=...``, the ``X-Leadhub-Token`` header, or, where the
-provider supports credentials in the URL (Postmark), HTTP Basic auth whose password is
-the token. The hub keeps ``token`` out of the stored query and headers.
+**Tokens**, as the contract defines them for providers that do not sign their webhooks
+(``webform``, ``tilda``, the e-mail relays, call-tracking services): Tilda's webhook,
+SendGrid Inbound Parse, Postmark or a raw-message relay is locked with a secret the admin
+puts into the URL they give the provider: ``?token=...``, the ``X-Leadhub-Token`` header,
+or, where the provider supports credentials in the URL (Postmark), HTTP Basic auth whose
+password is the token. The hub keeps ``token`` out of the stored query and headers.
+
+**Secrets** are compared in constant time and never match when blank (``same_secret``,
+``expected_secret``): an unset ``${VAR}`` must lock a door, not open it.
+
+**Standard Webhooks** (https://www.standardwebhooks.com), both sides in one place: the
+``webform`` source verifies what a backend signed, the ``webhook`` destination signs what
+LeadHub sends. The ``standardwebhooks`` package does the cryptography and the 5-minute
+timestamp tolerance; this wrapper turns every way it can fail (including malformed
+headers it does not expect) into ``AuthError``. The spec's secret is ``whsec_`` + base64
+of the key bytes; the prefix may be left out. A secret that is not base64 (an admin's
+passphrase) is used as its UTF-8 bytes, so any non-empty string works, the same on both
+sides.
 """
 
 from __future__ import annotations
@@ -13,8 +25,11 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+from collections.abc import Mapping
+from datetime import UTC, datetime
 
 from pydantic import Field, SecretStr
+from standardwebhooks import Webhook, WebhookVerificationError
 
 from hub.connectors import InboundRequest, SourceConfig
 from hub.errors import AuthError
@@ -85,3 +100,74 @@ def check_token(
         candidates.append(basic_password(request))
     if not any(given and same_secret(given, expected) for given in candidates):
         raise AuthError("missing or wrong token")
+
+
+# ---------------------------------------------------------------- Standard Webhooks
+
+WHSEC_PREFIX = "whsec_"
+WEBHOOK_ID_HEADER = "webhook-id"
+WEBHOOK_TIMESTAMP_HEADER = "webhook-timestamp"
+WEBHOOK_SIGNATURE_HEADER = "webhook-signature"
+
+
+def standard_webhook_key(secret: str) -> bytes:
+    """The HMAC key a Standard Webhooks secret stands for; ``ValueError`` for an empty one."""
+    text = secret.strip().removeprefix(WHSEC_PREFIX)
+    if not text:
+        raise ValueError("a Standard Webhooks secret may not be empty")
+    try:
+        key = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    return key or text.encode("utf-8")
+
+
+def holds_key(value: SecretStr | None) -> SecretStr | None:
+    """A ``signing_secret`` validator: ``"whsec_${VAR}"`` with VAR unset passes the config
+    base's empty check yet holds no key, and every signature made with it would be refused."""
+    if value is not None:
+        try:
+            standard_webhook_key(value.get_secret_value())
+        except ValueError:
+            raise ValueError("holds no key after whsec_ (an unset ${VAR}?)") from None
+    return value
+
+
+def sign_standard_webhook(
+    secret: str, msg_id: str, timestamp: datetime | int, body: bytes
+) -> dict[str, str]:
+    """The three headers that authenticate ``body``: ``webhook-id``, ``-timestamp``, ``-signature``.
+
+    ``timestamp`` is a Unix time or a datetime (naive means UTC). ``body`` must be the
+    exact bytes sent, UTF-8 (the spec signs text).
+    """
+    when = _as_utc(timestamp)
+    signature = Webhook(standard_webhook_key(secret)).sign(msg_id, when, body.decode("utf-8"))
+    return {
+        WEBHOOK_ID_HEADER: msg_id,
+        WEBHOOK_TIMESTAMP_HEADER: str(int(when.timestamp())),
+        WEBHOOK_SIGNATURE_HEADER: signature,
+    }
+
+
+def verify_standard_webhook(secret: str, headers: Mapping[str, str], body: bytes) -> None:
+    """Raise ``AuthError`` unless ``body`` carries a valid signature made within 5 minutes."""
+    try:
+        text = body.decode("utf-8")
+        Webhook(standard_webhook_key(secret)).verify(
+            text, {k.lower(): v for k, v in headers.items()}, json_parse=False
+        )
+    except (WebhookVerificationError, ValueError) as exc:
+        # The package raises its own error for a bad signature or a stale timestamp, and
+        # ValueError (binascii.Error, UnicodeDecodeError) for malformed input; all mean 401.
+        raise AuthError(f"invalid Standard Webhooks signature: {exc}") from None
+
+
+def _as_utc(timestamp: datetime | int) -> datetime:
+    # The package reads a datetime as UTC by replacing its tzinfo, so an aware time in
+    # another zone would be signed wrong: convert it first.
+    if isinstance(timestamp, datetime):
+        if timestamp.tzinfo is None:
+            return timestamp.replace(tzinfo=UTC)
+        return timestamp.astimezone(UTC)
+    return datetime.fromtimestamp(timestamp, tz=UTC)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hub.source_auth import same_secret as same
-
-__all__ = ["same", "text"]
+__all__ = ["as_dict", "international", "text"]
 
 
 def text(value: Any) -> str | None:

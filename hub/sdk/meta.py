@@ -19,8 +19,8 @@ from pydantic import SecretStr
 
 from hub.connectors import HookResponse, InboundRequest
 from hub.errors import AuthError, ParseError
-from hub.source_auth import expected_secret
-from plugins.messenger_common import same
+from hub.sdk.auth import expected_secret
+from hub.sdk.auth import same_secret as same
 
 SIGNATURE_HEADER = "x-hub-signature-256"
 

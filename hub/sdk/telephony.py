@@ -21,7 +21,8 @@ from pydantic import Field, SecretStr, field_validator
 
 from hub.connectors import CallInfo, InboundRequest, LeadDraft, ParsedEvent, SourceConfig
 from hub.errors import ParseError
-from hub.source_auth import TOKEN_PARAM
+from hub.sdk.auth import TOKEN_PARAM
+from hub.sdk.sniffing import body_kind, json_object
 
 _LOCAL_FORMATS = ("%Y-%m-%d %H:%M:%S", "%d.%m.%Y %H:%M:%S", "%d/%m/%Y %H:%M:%S", "%Y-%m-%d %H:%M",
                   "%d.%m.%Y %H:%M")
@@ -162,22 +163,15 @@ def payload(request: InboundRequest, *, skip: tuple[str, ...] = (TOKEN_PARAM,)) 
     for any other body.
     """
     data: dict[str, Any]
-    body = request.body.strip()
-    ctype = request.content_type
-    if not body:
+    kind = body_kind(request)
+    if not request.body.strip():
         data = {}
-    elif ctype == "application/json" or ctype.endswith("+json") or (
-        ctype in ("", "text/plain") and body[:1] == b"{"
-    ):
-        parsed = request.json()
-        if not isinstance(parsed, dict):
-            raise ParseError(f"expected a JSON object, got {type(parsed).__name__}")
-        data = dict(parsed)
-    elif ctype in ("application/x-www-form-urlencoded", "multipart/form-data") or (
-        not ctype and b"=" in body
-    ):
+    elif kind == "json":
+        data = dict(json_object(request))
+    elif kind == "form":
         data = dict(form_items(request))
     else:
+        ctype = request.content_type
         raise ParseError(f"expected JSON, a form or query parameters, got {ctype or 'no content type'}")
     for key, value in request.query:
         if key not in skip and key not in data:

@@ -37,7 +37,7 @@ from typing import Any
 
 import httpx
 
-from hub.errors import DestinationPaused, PermanentError, RateLimited, RetryableError
+from hub.sdk import DestinationPaused, PermanentError, RateLimited, RetryableError
 from plugins.amocrm.state_file import StateFile
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hub.errors import RetryableError
+from hub.sdk import RetryableError
 from plugins.amocrm.client import AmoClient
 from plugins.amocrm.state_file import StateFile
 

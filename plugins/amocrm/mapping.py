@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hub.connectors import DeliveryItem
-from hub.models import Lead
+from hub.sdk import DeliveryItem, Lead
 
 MARKER_PREFIX = "lh:"
 

@@ -46,17 +46,19 @@ from typing import Any, ClassVar, Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from hub import hookimpl
-from hub.connectors import (
+from hub.sdk import (
     Connector,
     ConnectorConfig,
+    DeliveryError,
     DeliveryItem,
     DeliveryOutcome,
     Destination,
     DestinationConfig,
     Limits,
+    PermanentError,
+    RetryableError,
+    hookimpl,
 )
-from hub.errors import DeliveryError, PermanentError, RetryableError
 from plugins.amocrm.client import AmoClient, AmoValidationError, OAuthSettings
 from plugins.amocrm.fields import ATTEMPT_FIELD, KEY_FIELD, FieldFile, MarkerFields, resolve
 from plugins.amocrm.mapping import (
