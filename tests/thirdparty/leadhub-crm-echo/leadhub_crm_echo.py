@@ -1,7 +1,7 @@
 """``crm_echo``: a third-party destination that writes what it receives to a file.
 
-It uses only the public plugin API (``hub.hookimpl``, ``hub.connectors``, ``hub.errors``)
-and reaches the hub only through its ``leadhub`` entry point.
+It uses only the public plugin API, ``hub.sdk``, and reaches the hub only through its
+``leadhub`` entry point.
 """
 
 from __future__ import annotations
@@ -13,17 +13,17 @@ from typing import Any, ClassVar
 
 from pydantic import Field, SecretStr
 
-from hub import hookimpl
-from hub.connectors import (
+from hub.sdk import (
     Connector,
     DeliveryItem,
     DeliveryOutcome,
     Destination,
     DestinationConfig,
+    Lead,
     Limits,
+    PermanentError,
+    hookimpl,
 )
-from hub.errors import PermanentError
-from hub.models import Lead
 
 RECEIVED_FILE = "crm_echo_received.txt"
 _data_dir: Path | None = None  # set by leadhub_startup in each hub process
