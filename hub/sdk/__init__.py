@@ -130,3 +130,26 @@ __all__ = [
 ]
 
 # --- re-exports added by other modules below ---
+
+# --- hub.sdk.http: the HTTP client for connectors (ConnectorClient, status → hub.errors,
+# Retry-After, limiter slots, secret masking, outbound auth helpers) ---
+from hub.sdk import http
+from hub.sdk.http import (
+    ANY_STATUS,
+    ConnectorClient,
+    HttpConnectorConfig,
+    HttpSettings,
+    SecretAuth,
+    api_key_header,
+    api_key_query,
+    basic_auth,
+    bearer_token,
+    error_for,
+    parse_retry_after,
+)
+
+__all__ += [
+    "ANY_STATUS", "ConnectorClient", "HttpConnectorConfig", "HttpSettings", "SecretAuth",
+    "api_key_header", "api_key_query", "basic_auth", "bearer_token", "error_for", "http",
+    "parse_retry_after",
+]
