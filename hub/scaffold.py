@@ -1,8 +1,8 @@
 """``leadhub plugin new``: the files of a new plugin package, with a test that passes.
 
 The package registers itself through the ``leadhub`` entry-point group, as every plugin
-does; its plugin id is the entry-point name. The templates use only the public plugin API
-(``hub.hookimpl``, ``hub.connectors``, ``hub.errors``, ``hub.testing``).
+does; its plugin id is the entry-point name. The plugin modules import only the public
+plugin API, ``hub.sdk``; their tests also ``hub.testing``.
 """
 
 from __future__ import annotations
@@ -195,7 +195,7 @@ DEST_MODULE = '''\
 """``{{plugin_id}}``: a LeadHub destination that creates one record per lead through an HTTP API.
 
 The hub calls ``deliver`` in a worker, at most ``limits.batch_size`` leads at a time and
-never faster than ``limits.requests_per_second`` across all workers. Raise ``hub.errors``
+never faster than ``limits.requests_per_second`` across all workers. Raise the SDK's errors
 and let the engine decide about retries; never retry or sleep here.
 """
 
@@ -205,8 +205,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 import httpx
-from hub import hookimpl
-from hub.connectors import (
+from hub.sdk import (
     Connector,
     ConnectorContext,
     DeliveryItem,
@@ -214,8 +213,11 @@ from hub.connectors import (
     Destination,
     DestinationConfig,
     Limits,
+    PermanentError,
+    RateLimited,
+    RetryableError,
+    hookimpl,
 )
-from hub.errors import PermanentError, RateLimited, RetryableError
 from pydantic import Field, SecretStr
 
 __version__ = "0.1.0"
@@ -314,10 +316,17 @@ from pathlib import Path
 
 import pytest
 from hub.config import build_config
-from hub.connectors import ConnectorContext, DeliveryItem
-from hub.errors import ConfigError, PermanentError, RateLimited, RetryableError
-from hub.models import Contact, Lead
 from hub.plugins import discover, make_plugin_manager
+from hub.sdk import (
+    ConfigError,
+    ConnectorContext,
+    Contact,
+    DeliveryItem,
+    Lead,
+    PermanentError,
+    RateLimited,
+    RetryableError,
+)
 from hub.testing import FakeServer, RecordedRequest, Response, serving
 from pydantic import ValidationError
 
@@ -435,16 +444,17 @@ import hmac
 from collections.abc import Callable
 from typing import Any
 
-from hub import hookimpl
-from hub.connectors import (
+from hub.sdk import (
+    AuthError,
     Connector,
     InboundRequest,
     LeadDraft,
+    ParseError,
     ParsedEvent,
     Source,
     SourceConfig,
+    hookimpl,
 )
-from hub.errors import AuthError, ParseError
 from pydantic import Field, SecretStr
 
 __version__ = "0.1.0"
@@ -508,9 +518,8 @@ from typing import Any
 
 import pytest
 from hub.config import build_config
-from hub.connectors import ConnectorContext, InboundRequest
-from hub.errors import AuthError, ConfigError, ParseError
 from hub.plugins import discover, make_plugin_manager
+from hub.sdk import AuthError, ConfigError, ConnectorContext, InboundRequest, ParseError
 
 from {{package}} import TOKEN_HEADER, {{Prefix}}Config, {{Connector}}
 
