@@ -2,7 +2,7 @@
 
 The package registers itself through the ``leadhub`` entry-point group, as every plugin
 does; its plugin id is the entry-point name. The plugin modules import only the public
-plugin API, ``hub.sdk``; their tests also ``hub.testing``.
+plugin API, ``hub.sdk``.
 """
 
 from __future__ import annotations
