@@ -1,7 +1,6 @@
 """LeadHub core: webhooks in, normalized leads out, exactly once in effect.
 
-A plugin author needs only ``hub.hookimpl``, ``hub.connectors``, ``hub.models``,
-``hub.errors`` and ``hub.testing``.
+A plugin author needs only ``hub.sdk`` (and ``hub.testing`` for tests).
 """
 
 import pluggy
