@@ -26,21 +26,22 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, Literal
 
 import httpx
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
 
 from hub.sdk import (
+    ANY_STATUS,
+    Capability,
     Connector,
+    ConnectorClient,
     ConnectorContext,
     DeliveryItem,
     DeliveryOutcome,
     Destination,
     DestinationConfig,
     Limits,
-    PermanentError,
     RateLimited,
     RetryableError,
     holds_key,
@@ -80,24 +81,6 @@ class WebhookConfig(DestinationConfig):
     )
 
     _key_after_prefix = field_validator("signing_secret")(holds_key)
-
-
-def retry_after_s(response: httpx.Response) -> float | None:
-    """``Retry-After`` in seconds: a number or an HTTP date; None when absent or unreadable."""
-    value = response.headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 class InFlightWindow:
@@ -172,15 +155,16 @@ class WebhookDestination(Destination[WebhookConfig]):
 
     Config = WebhookConfig
     limits: ClassVar[Limits] = Limits(requests_per_second=None, batch_size=BATCH_SIZE)
-    counts_own_requests: ClassVar[bool] = True
+    #: one request per lead, concurrently; no lookup: the receiver deduplicates on the key
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.COUNTS_OWN_REQUESTS})
 
     def __init__(self, config: WebhookConfig, context: ConnectorContext) -> None:
         super().__init__(config, context)
         size = config.max_in_flight
-        self.client = httpx.Client(
-            timeout=config.timeout_s, follow_redirects=False,
-            limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
-        )
+        # the URL is absolute; each request's slot is taken in ``deliver`` (in order), so
+        # the client takes none itself (``slot=False``)
+        self.client = ConnectorClient(config, context, base_url="", timeout_s=config.timeout_s,
+                                      max_connections=size)
         self.window = InFlightWindow(START_WINDOW, size)
         self._pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix=f"webhook-{context.name}")
 
@@ -265,28 +249,28 @@ class WebhookDestination(Destination[WebhookConfig]):
         timeout = min(self.config.timeout_s, max(GRACE_S, end + GRACE_S - time.monotonic()))
         failed = _failed(item)
         try:
-            r = self.client.post(str(self.config.url), content=body, headers=headers, timeout=timeout)
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # nothing was sent
-            return failed(RetryableError(f"cannot connect: {exc}", uncertain=False)), "shrink"
-        except httpx.TimeoutException as exc:
-            # cut short by the batch's time, not the receiver's slowness: no signal
-            cut = timeout < self.config.timeout_s
-            return (failed(RetryableError(f"{type(exc).__name__}: {exc}", uncertain=True)),
-                    "keep" if cut else "shrink")
-        except httpx.HTTPError as exc:  # a reset or broken answer, maybe after it was taken
-            return failed(RetryableError(f"{type(exc).__name__}: {exc}", uncertain=True)), "shrink"
-        if r.is_success:
+            r = self.client.post(str(self.config.url), content=body, headers=headers,
+                                 timeout=timeout, accept=ANY_STATUS, slot=False)
+        except RetryableError as exc:  # no answer: not sent (certain), or lost on the way
+            # a timeout cut short by the batch's time, not the receiver's slowness: no signal
+            cut = (exc.uncertain and isinstance(exc.__cause__, httpx.TimeoutException)
+                   and timeout < self.config.timeout_s)
+            return failed(exc), "keep" if cut else "shrink"
+        error = self.client.error_for(r)
+        if error is None:
             external_id = _external_id(r) or item.idempotency_key
             return DeliveryOutcome(item.delivery_id, external_id=external_id), "grow"
-        if r.status_code == 429:
-            wait = retry_after_s(r)
+        if isinstance(error, RateLimited):
+            wait = error.retry_after
             self.window.hold(min(1.0 if wait is None else wait, MAX_HOLD_S))
-            return failed(RateLimited("receiver says 429", wait)), "shrink"
+            return failed(error), "shrink"
         if r.status_code >= 500 or r.status_code == 408:
-            return failed(RetryableError(f"HTTP {r.status_code}", uncertain=True)), "shrink"
+            return failed(error), "shrink"
         if r.status_code in (409, 423, 425):  # about this request, not the receiver's load
-            return failed(RetryableError(f"HTTP {r.status_code}", uncertain=True)), "keep"
-        return failed(PermanentError(f"HTTP {r.status_code}: {r.text[:200]}")), "keep"
+            # a conflict or a lock the receiver may resolve (another delivery of the same
+            # key in flight): tried again, not dead
+            return failed(RetryableError(str(error), uncertain=True)), "keep"
+        return failed(error), "keep"
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
