@@ -1,0 +1,45 @@
+"""``hub.sdk.sniffing``: the one way sources tell a JSON body from a form.
+
+``webform``, ``tilda`` and the call-tracking sources each wrote these rules out before;
+the cases below are what they accepted, so the shared helper keeps their behaviour.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from hub.sdk import InboundRequest, ParseError, body_kind, json_object, looks_like_form
+
+
+def request(content_type: str | None, body: bytes) -> InboundRequest:
+    headers = {"content-type": content_type} if content_type is not None else {}
+    return InboundRequest("POST", "src", "", (), headers, body)
+
+
+@pytest.mark.parametrize(("content_type", "body", "kind"), [
+    ("application/json", b'{"a": 1}', "json"),
+    ("application/json; charset=utf-8", b"[1]", "json"),  # the label decides, not the body
+    ("application/vnd.acme+json", b'{"a": 1}', "json"),
+    ("text/plain;charset=UTF-8", b'  {"a": 1}', "json"),  # fetch no-cors, sendBeacon
+    (None, b'{"a": 1}', "json"),
+    ("text/plain", b"a=1", None),  # text/plain is JSON or nothing
+    ("application/x-www-form-urlencoded", b"a=1", "form"),
+    ("multipart/form-data; boundary=x", b"--x--", "form"),
+    (None, b"name=Ivan&phone=1", "form"),
+    (None, b'{"a": "b=c"}', "json"),  # JSON wins when a body could be either
+    (None, b"hello", None),
+    ("application/xml", b"<a/>", None),
+])
+def test_body_kind(content_type: str | None, body: bytes, kind: str | None) -> None:
+    assert body_kind(request(content_type, body)) == kind
+
+
+def test_a_form_source_still_reads_an_unlabelled_form_that_starts_with_a_brace() -> None:
+    """Tilda's rule: any unlabelled body with a ``=`` is a form, even if JSON would claim it."""
+    assert looks_like_form(request(None, b"{x=1"))
+
+
+def test_json_object_refuses_other_json() -> None:
+    assert json_object(request("application/json", b'{"a": 1}')) == {"a": 1}
+    with pytest.raises(ParseError, match="expected a JSON object, got list"):
+        json_object(request("application/json", b"[1]"))
