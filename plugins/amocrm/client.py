@@ -6,9 +6,11 @@ to a JSON file (``data_dir/amocrm/<connector>.json``) before the new tokens are 
 under a file lock shared by all worker processes: a worker that finds the file already
 rotated by another uses that instead of burning a refresh token twice.
 
-Failure mapping: 429 → ``RateLimited`` (with ``Retry-After`` when sent); 5xx, timeouts
-and broken connections after the request left → ``RetryableError(uncertain=True)`` for
-writes; connection failures before sending → ``RetryableError``; 401/402 and a 403 with
+Failure mapping: ``hub.sdk``'s ``ConnectorClient`` sends every request (holding a slot of
+the shared limiter) and maps what all HTTP APIs share: 429 → ``RateLimited`` (with
+``Retry-After`` when sent); 5xx, timeouts and broken connections after the request left →
+``RetryableError(uncertain=True)`` for writes; connection failures before sending →
+``RetryableError``. amoCRM's own rules are ``amo_error``, its hook: 401/402 and a 403 with
 a JSON body (code 113: the IP is not allowed; or missing rights) → ``RetryableError`` (an
 admin can fix credentials, billing or the IP list without losing leads); a 403 whose body
 is not JSON, or says the account is blocked → ``DestinationPaused``: amoCRM blocks an
@@ -18,7 +20,7 @@ error list as clients keep it: "403 — Аккаунт заблокирован,
 403 with a non-JSON body to exactly that; reference §1 (a2): "stop sending and wait
 (minutes)"). The block's length is not documented: ``Retry-After`` when sent, else
 ``BLOCK_PAUSE_S``. 400 → ``AmoValidationError`` (permanent) with the API's
-``validation-errors``.
+``validation-errors``. A 2xx whose body is not JSON is retried (uncertain for writes).
 """
 
 from __future__ import annotations
@@ -29,15 +31,23 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from hub.sdk import DestinationPaused, PermanentError, RateLimited, RetryableError
+from hub.sdk import (
+    ANY_STATUS,
+    ConnectorClient,
+    ConnectorConfig,
+    ConnectorContext,
+    DeliveryError,
+    DestinationPaused,
+    PermanentError,
+    RetryableError,
+    parse_retry_after,
+)
 from plugins.amocrm.state_file import StateFile
 
 log = logging.getLogger(__name__)
@@ -92,14 +102,16 @@ class AmoClient:
     """A synchronous amoCRM client; ``request`` returns parsed JSON, or None for 204."""
 
     def __init__(
-        self, base_url: str, timeout_s: float, *, access_token: str | None = None,
-        oauth: OAuthSettings | None = None, token_file: Path | None = None,
-        slot: Callable[[], AbstractContextManager[None]] | None = None,
+        self, config: ConnectorConfig, context: ConnectorContext, *, base_url: str,
+        timeout_s: float, access_token: str | None = None, oauth: OAuthSettings | None = None,
+        token_file: Path | None = None,
     ) -> None:
         if (access_token is None) == (oauth is None):
             raise ValueError("give either access_token or oauth")
-        self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_s,
-                                  headers={"Accept": "application/json"})
+        # amoCRM counts every request against its 7/s, whatever it is: the client holds a
+        # slot of the hub's shared limiter for each, from when it leaves until it is answered
+        self._http = ConnectorClient(config, context, base_url=base_url, timeout_s=timeout_s,
+                                     headers={"Accept": "application/json"}, errors=amo_error)
         self._static_token = access_token
         self._oauth = oauth
         self._tokens = (TokenFile(token_file, oauth.refresh_token)
@@ -108,9 +120,6 @@ class AmoClient:
         self._expires_at = 0.0
         self._refresh_token = oauth.refresh_token if oauth is not None else ""
         self._lock = threading.Lock()
-        # amoCRM counts every request against its 7/s, whatever it is: each one holds a
-        # slot of the hub's shared limiter from when it leaves until it is answered
-        self._slot = slot or contextlib.nullcontext
 
     def close(self) -> None:
         self._http.close()
@@ -132,52 +141,22 @@ class AmoClient:
     def _send(
         self, method: str, path: str, token: str, params: dict[str, Any] | None, body: Any,
     ) -> httpx.Response:
-        uncertain = method != "GET"  # a GET that may have arrived changed nothing
-        try:
-            with self._slot():
-                return self._http.request(method, path, params=params, json=body,
-                                          headers={"Authorization": f"Bearer {token}"})
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            raise RetryableError(f"amoCRM unreachable: {exc!r}") from exc
-        except httpx.TimeoutException as exc:
-            raise RetryableError(f"amoCRM timed out: {exc!r}", uncertain=uncertain) from exc
-        except httpx.TransportError as exc:
-            raise RetryableError(f"amoCRM connection broke: {exc!r}", uncertain=uncertain) from exc
+        # a 401 comes back (not raised) so ``request`` can rotate the token and resend
+        return self._http.request(method, path, params=params, json=body, accept=(401,),
+                                  headers={"Authorization": f"Bearer {token}"})
 
-    @staticmethod
-    def _result(method: str, path: str, response: httpx.Response) -> Any:
-        status = response.status_code
-        where = f"amoCRM {method} {path}"
-        if status == 204:
+    def _result(self, method: str, path: str, response: httpx.Response) -> Any:
+        error = self._http.error_for(response)  # amo_error, then the standard mapping
+        if error is not None:
+            raise error
+        if response.status_code == 204:
             return None
-        if 200 <= status < 300:
-            try:
-                return response.json()
-            except ValueError as exc:
-                raise RetryableError(f"{where}: {status} with a body that is not JSON",
-                                     uncertain=method != "GET") from exc
-        if status == 429:
-            raise RateLimited(f"{where}: 429 over the rate limit", _retry_after(response))
-        if status >= 500:
-            raise RetryableError(f"{where}: {status} {_excerpt(response)}",
-                                 uncertain=method != "GET")
-        if status == 403 and _account_blocked(response):
-            pause = _retry_after(response) or BLOCK_PAUSE_S
-            raise DestinationPaused(
-                f"{where}: 403, the account is blocked for exceeding the request rate; "
-                f"pausing {pause:.0f} s: {_excerpt(response)}", pause_s=pause)
-        if status in (401, 402, 403):
-            reason = {401: "the token is invalid or expired", 402: "the account is not paid",
-                      403: "access denied (IP not allowed, code 113, or the user lacks "
-                           "rights)"}[status]
-            raise RetryableError(f"{where}: {status}, {reason}: {_excerpt(response)}")
-        if status == 400:
-            errors = _json_or_none(response)
-            entries = errors.get("validation-errors") if isinstance(errors, dict) else None
-            if isinstance(entries, list):
-                raise AmoValidationError(f"{where}: 400 {json.dumps(entries, ensure_ascii=False)}",
-                                         entries)
-        raise PermanentError(f"{where}: {status} {_excerpt(response)}")
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise RetryableError(
+                f"amoCRM {method} {path}: {response.status_code} with a body that is not JSON",
+                uncertain=method != "GET") from exc
 
     # ------------------------------------------------------------ OAuth
 
@@ -206,16 +185,15 @@ class AmoClient:
                     "grant_type": "refresh_token", "refresh_token": self._refresh_token,
                     "redirect_uri": self._oauth.redirect_uri}
             try:
-                with self._slot():
-                    response = self._http.post("/oauth2/access_token", json=body)
-            except httpx.HTTPError as exc:
-                raise RetryableError(f"amoCRM OAuth refresh failed: {exc!r}") from exc
+                response = self._http.post("/oauth2/access_token", json=body, accept=ANY_STATUS)
+            except RetryableError as exc:  # certain: the request this token was for never left
+                raise RetryableError(f"amoCRM OAuth refresh failed: {exc}") from exc
             data = _json_or_none(response) if response.status_code == 200 else None
             if not isinstance(data, dict) or "access_token" not in data:
-                raise RetryableError(
+                raise RetryableError(self._http.masker.mask(
                     f"amoCRM OAuth refresh failed ({response.status_code} {_excerpt(response)}); "
                     "re-authorize the integration and set a new refresh_token"
-                )
+                ))
             access, refresh = str(data["access_token"]), str(data["refresh_token"])
             expires_at = time.time() + float(data.get("expires_in", 86400))
             if self._tokens is not None:
@@ -226,12 +204,28 @@ class AmoClient:
             return access
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after", "")
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
+def amo_error(response: httpx.Response) -> DeliveryError | None:
+    """amoCRM's own reading of a failed answer (see the module docstring); None leaves it
+    to the standard mapping."""
+    status = response.status_code
+    where = f"amoCRM {response.request.method} {response.request.url.path}"
+    if status == 403 and _account_blocked(response):
+        pause = parse_retry_after(response.headers.get("retry-after")) or BLOCK_PAUSE_S
+        return DestinationPaused(
+            f"{where}: 403, the account is blocked for exceeding the request rate; "
+            f"pausing {pause:.0f} s: {_excerpt(response)}", pause_s=pause)
+    if status in (401, 402, 403):
+        reason = {401: "the token is invalid or expired", 402: "the account is not paid",
+                  403: "access denied (IP not allowed, code 113, or the user lacks "
+                       "rights)"}[status]
+        return RetryableError(f"{where}: {status}, {reason}: {_excerpt(response)}")
+    if status == 400:
+        errors = _json_or_none(response)
+        entries = errors.get("validation-errors") if isinstance(errors, dict) else None
+        if isinstance(entries, list):
+            return AmoValidationError(f"{where}: 400 {json.dumps(entries, ensure_ascii=False)}",
+                                      entries)
+    return None
 
 
 def _account_blocked(response: httpx.Response) -> bool:

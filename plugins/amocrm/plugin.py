@@ -47,6 +47,7 @@ from typing import Any, ClassVar, Self
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from hub.sdk import (
+    Capability,
     Connector,
     ConnectorConfig,
     DeliveryError,
@@ -147,8 +148,11 @@ class AmoCRMDestination(Destination[AmoCRMConfig]):
     Config: ClassVar[type[ConnectorConfig]] = AmoCRMConfig
     description: ClassVar[str] = "amoCRM / Kommo: a deal with its contact per lead"
     limits: ClassVar[Limits] = Limits(requests_per_second=7, batch_size=50)
-    annotates_duplicates: ClassVar[bool] = True
-    counts_own_requests: ClassVar[bool] = True
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({
+        Capability.LOOKUP, Capability.BATCH_LOOKUP,  # by the key fields on the deal
+        Capability.ANNOTATES_DUPLICATES,  # a note on the original's deal
+        Capability.COUNTS_OWN_REQUESTS,  # a batch costs several requests
+    })
 
     _client: AmoClient | None = None
     _fields: MarkerFields | None = None
@@ -159,9 +163,9 @@ class AmoCRMDestination(Destination[AmoCRMConfig]):
             cfg = self.config
             token_file = self.context.data_dir / "amocrm" / f"{self.name}.json"
             self._client = AmoClient(
-                cfg.base_url, cfg.timeout_s, oauth=cfg.oauth(), token_file=token_file,
+                cfg, self.context, base_url=cfg.base_url, timeout_s=cfg.timeout_s,
+                oauth=cfg.oauth(), token_file=token_file,
                 access_token=cfg.access_token.get_secret_value() if cfg.access_token else None,
-                slot=self.context.request_slot,
             )
         return self._client
 
