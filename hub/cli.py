@@ -114,8 +114,9 @@ def list_plugins(format: FormatOpt = Format.table) -> None:
     from hub.plugins import discover, make_plugin_manager
 
     infos = sorted(discover(make_plugin_manager()).values(), key=lambda p: p.id)
-    rows = [{"id": p.id, "kind": p.kind, "version": p.version, "description": p.description}
-            for p in infos]
+    rows = [p.listing() for p in infos]  # kinds and capabilities: lists in JSON, joined else
+    if format is not Format.json:
+        rows = [{k: ", ".join(v) if isinstance(v, list) else v for k, v in r.items()} for r in rows]
     _print_rows(rows, format, "Plugins")
 
 

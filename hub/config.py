@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from hub.connectors import ConnectorConfig
 from hub.errors import ConfigError
-from hub.plugins import PluginInfo
+from hub.plugins import RECONCILE_READERS, PluginInfo
 
 ENV_OVERRIDES = {
     "database_url": "LEADHUB_DATABASE_URL",
@@ -206,11 +206,12 @@ def build_config(
                 installed = ", ".join(sorted(plugins)) or "none"
                 problems.append(f"[{where}] plugin: unknown plugin {plugin_id!r} (installed: {installed})")
                 continue
-            if info.kind != kind[:-1]:
+            cls = info.provides(kind[:-1])
+            if cls is None:
                 problems.append(f"[{where}] plugin: {plugin_id!r} is a {info.kind}, not a {kind[:-1]}")
                 continue
             try:
-                conf = info.connector.Config.model_validate(section)
+                conf = cls.Config.model_validate(section)
             except ValidationError as exc:
                 problems += _problems(where, exc)
                 continue
@@ -248,9 +249,14 @@ def build_config(
         except ValidationError as exc:
             problems += _problems(where, exc)
             continue
-        for key in ("crm", "accounting"):
-            if getattr(job, key) not in dest_names:
-                problems.append(f"[{where}] {key}: unknown connector {getattr(job, key)!r}")
+        for key, reader_kind in RECONCILE_READERS.items():
+            name = getattr(job, key)
+            spec = cfg.destinations.get(name)
+            if name not in dest_names:
+                problems.append(f"[{where}] {key}: unknown connector {name!r}")
+            elif spec is not None and spec.plugin.provides(reader_kind) is None:
+                problems.append(f"[{where}] {key}: {name!r} (plugin {spec.plugin.id!r}) has no "
+                                f"{reader_kind.replace('_', ' ')}")
         cfg.reconcile[name] = job
 
     if problems:

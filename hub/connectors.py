@@ -34,6 +34,14 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from hub.bodies import clean_items, loads_json
+from hub.capabilities import (
+    LEGACY_FLAGS,
+    Capability,
+    apply_legacy_flags,
+    declares,
+    infer_legacy,
+    is_sdk_class,
+)
 from hub.errors import LeadHubError, ParseError
 from hub.models import Channel, Lead, Messenger
 
@@ -150,14 +158,61 @@ class ConnectorContext:
 
 ConfigT = TypeVar("ConfigT", bound=ConnectorConfig)
 
+#: What a connector class is. A source or a destination is configured by its own table
+#: (``[sources.NAME]``, ``[destinations.NAME]``); a reader is built from its plugin's
+#: destination table (``hub/sdk/readers.py``).
+ConnectorKind = Literal["source", "destination", "crm_reader", "accounting_reader"]
+
+#: Seconds one request may take when a connector's ``Config`` has no ``timeout_s``.
+DEFAULT_REQUEST_TIMEOUT_S = 30.0
+
+
+def config_number(config: BaseModel, key: str) -> float | None:
+    """The value of the numeric setting ``key`` when ``config``'s model declares it, else None.
+
+    The one place the core reads a setting that only some plugins' models have
+    (``timeout_s``, ``poll_interval_s``, ``rate_limit_per_s``); everything else reads the
+    connector's typed properties built on it."""
+    if key not in type(config).model_fields:
+        return None
+    value = getattr(config, key)
+    return None if value is None else float(value)
+
 
 class Connector(Generic[ConfigT]):
-    """Base of every connector class. ``plugin_id`` is filled in from the entry-point name."""
+    """Base of every connector class. ``plugin_id`` is filled in from the entry-point name.
 
-    kind: ClassVar[Literal["source", "destination"]]
+    ``capabilities`` is what the class can do (``hub.capabilities.Capability``), declared
+    as data: the engine reads it, and discovery checks that each declared capability's
+    methods are implemented. A class that declares none (written before capabilities
+    existed) gets the set its overridden methods and old boolean flags stand for.
+    """
+
+    kind: ClassVar[ConnectorKind]
     Config: ClassVar[type[ConnectorConfig]] = ConnectorConfig
     plugin_id: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()
+    #: The class (or a plugin class it inherits from) sets ``capabilities`` itself.
+    capabilities_declared: ClassVar[bool] = False
+    #: ``capabilities`` was inferred from methods, not declared (discovery asks to declare it).
+    capabilities_inferred: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        declared = declares(cls)
+        caps = cls.capabilities
+        inferred = False
+        if not declared and not is_sdk_class(cls):
+            inferred = infer_legacy(cls, caps) != caps
+            caps = infer_legacy(cls, caps)
+        caps = apply_legacy_flags(cls, caps)
+        cls.capabilities = caps
+        cls.capabilities_declared = declared and not is_sdk_class(cls)
+        cls.capabilities_inferred = inferred
+        for flag, cap in LEGACY_FLAGS.items():  # kept as read-only views of the set
+            if hasattr(cls, flag):
+                setattr(cls, flag, cap in caps)
 
     def __init__(self, config: ConfigT, context: ConnectorContext) -> None:
         self.config = config
@@ -166,6 +221,17 @@ class Connector(Generic[ConfigT]):
     @property
     def name(self) -> str:
         return self.context.name
+
+    @property
+    def request_timeout_s(self) -> float:
+        """How long one request of this connector may take: its ``timeout_s`` setting (HTTP
+        connectors have one), else ``DEFAULT_REQUEST_TIMEOUT_S``. The engine sizes the
+        lease of a delivery attempt by it."""
+        return config_number(self.config, "timeout_s") or DEFAULT_REQUEST_TIMEOUT_S
+
+    def has(self, capability: Capability) -> bool:
+        """Whether this connector's class declares ``capability``."""
+        return capability in self.capabilities
 
     def close(self) -> None:
         """Release clients and files; called when the hub stops."""
@@ -337,7 +403,7 @@ class Accepted:
 class Source(Connector[ConfigT]):
     """A door leads come through: ``POST /hooks/{name}[/{path}]``."""
 
-    kind: ClassVar[Literal["source", "destination"]] = "source"
+    kind: ClassVar[ConnectorKind] = "source"
     Config: ClassVar[type[ConnectorConfig]] = SourceConfig
     #: Providers that retry a non-2xx answer for hours get 200 even for quarantined bodies.
     retries_non_2xx: ClassVar[bool] = False
@@ -348,6 +414,13 @@ class Source(Connector[ConfigT]):
     #: ``[redacted]`` in their place (``hub/redaction.py``); ``verify`` and ``parse`` see the
     #: request as received, and reprocessing from quarantine parses the redacted body.
     secret_fields: ClassVar[tuple[str, ...]] = ()
+    #: The provider's own headers worth keeping with the raw request (its signature, its
+    #: delivery id), lower case. The core keeps the generic ones itself (content type, user
+    #: agent, the Standard Webhooks headers: ``hub.engine.ingest.KEPT_HEADERS``); others
+    #: are dropped.
+    kept_headers: ClassVar[tuple[str, ...]] = ()
+    #: Headers that carry a secret (a shared token): kept as ``***``, to show they came.
+    secret_headers: ClassVar[tuple[str, ...]] = ()
 
     def handshake(self, request: InboundRequest) -> HookResponse | None:
         """Answer a provider's verification request (e.g. Meta's GET) before anything is stored."""
@@ -425,6 +498,10 @@ class PollError(LeadHubError):
     kept as the source's poll state, and tried again later with a growing wait."""
 
 
+#: Seconds between two polls when a polling source's ``Config`` has no ``poll_interval_s``.
+DEFAULT_POLL_INTERVAL_S = 60.0
+
+
 class PollingSource(Source[ConfigT]):
     """A source the scheduler polls every ``poll_interval_s`` (in a worker; I/O allowed).
 
@@ -439,10 +516,12 @@ class PollingSource(Source[ConfigT]):
 
     Config: ClassVar[type[ConnectorConfig]] = PollingSourceConfig
     methods: ClassVar[tuple[str, ...]] = ()
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.POLLING})
 
     @property
     def poll_interval_s(self) -> float:
-        return float(getattr(self.config, "poll_interval_s", 60.0))
+        """Seconds between two polls: the ``poll_interval_s`` setting, else 60."""
+        return config_number(self.config, "poll_interval_s") or DEFAULT_POLL_INTERVAL_S
 
     def poll(self, limit: int, max_bytes: int) -> list[PolledMessage]:
         """Up to ``limit`` messages not acknowledged yet, oldest first; a body may be cut
@@ -501,18 +580,18 @@ class DeliveryOutcome:
 class Destination(Connector[ConfigT]):
     """Where leads go: a CRM, an accounting system, a file, a webhook."""
 
-    kind: ClassVar[Literal["source", "destination"]] = "destination"
+    kind: ClassVar[ConnectorKind] = "destination"
     Config: ClassVar[type[ConnectorConfig]] = DestinationConfig
     limits: ClassVar[Limits] = Limits()
-    #: Can add a note to the deal of an earlier lead when a duplicate arrives.
+    #: ``Capability.ANNOTATES_DUPLICATES in capabilities``, kept for plugins that read or set
+    #: it (setting it in a class body adds or removes the capability).
     annotates_duplicates: ClassVar[bool] = False
-    #: Calls ``context.throttle()`` before every request (a call may cost several).
+    #: ``Capability.COUNTS_OWN_REQUESTS in capabilities``, kept the same way.
     counts_own_requests: ClassVar[bool] = False
 
     def effective_limits(self) -> Limits:
         """The plugin's limits, lowered by ``rate_limit_per_s`` when the admin set it."""
-        cfg = self.config
-        lowered = getattr(cfg, "rate_limit_per_s", None)
+        lowered = config_number(self.config, "rate_limit_per_s")
         rate = self.limits.requests_per_second
         if lowered is None or (rate is not None and lowered >= rate):
             return self.limits

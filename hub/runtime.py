@@ -11,19 +11,22 @@ import os
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 import redis
 from sqlalchemy import Engine, select
 
 from hub.config import HubConfig, load_config
-from hub.connectors import ConnectorContext, Destination, Source
+from hub.connectors import Connector, ConnectorContext, Destination, Source
 from hub.engine.limiter import RateLimiter
-from hub.plugins import PluginInfo, discover, make_plugin_manager
+from hub.plugins import PluginInfo, discover, make_plugin_manager, notify
 from hub.queue import EmbeddedRedis, connect, resolve_redis_url
 from hub.store import tables as t
 from hub.store.db import make_engine, migrate, read_only
+
+if TYPE_CHECKING:
+    from hub.sdk.readers import AccountingReader, CrmReader
 
 
 @dataclass
@@ -38,6 +41,7 @@ class Runtime:
     pid: int = field(default_factory=os.getpid)
     _sources: dict[str, Source[Any]] = field(default_factory=dict)
     _destinations: dict[str, Destination[Any]] = field(default_factory=dict)
+    _readers: dict[tuple[str, str], Connector[Any]] = field(default_factory=dict)
 
     @property
     def reader(self) -> Engine:
@@ -60,8 +64,8 @@ class Runtime:
             spec = self.config.sources.get(name)
             if spec is None:
                 return None
-            cls = spec.plugin.connector
-            assert issubclass(cls, Source)
+            cls = spec.plugin.provides("source")
+            assert cls is not None and issubclass(cls, Source)
             self._sources[name] = cls(spec.config, self.context(name))
         return self._sources[name]
 
@@ -70,8 +74,8 @@ class Runtime:
             spec = self.config.destinations.get(name)
             if spec is None:
                 return None
-            cls = spec.plugin.connector
-            assert issubclass(cls, Destination)
+            cls = spec.plugin.provides("destination")
+            assert cls is not None and issubclass(cls, Destination)
             limiter = RateLimiter(self.redis)
             made: list[Destination[Any]] = []
 
@@ -89,6 +93,34 @@ class Runtime:
             self._destinations[name] = made[0]
         return self._destinations[name]
 
+    def crm_reader(self, name: str) -> CrmReader[Any] | None:
+        """The CRM reader of the ``[destinations.NAME]`` connector, or None when its plugin
+        has none (or ``name`` is unknown)."""
+        from hub.sdk.readers import CrmReader
+
+        reader = self._reader(name, "crm_reader")
+        return reader if isinstance(reader, CrmReader) else None
+
+    def accounting_reader(self, name: str) -> AccountingReader[Any] | None:
+        """The accounting reader of the ``[destinations.NAME]`` connector, or None."""
+        from hub.sdk.readers import AccountingReader
+
+        reader = self._reader(name, "accounting_reader")
+        return reader if isinstance(reader, AccountingReader) else None
+
+    def _reader(self, name: str, kind: str) -> Connector[Any] | None:
+        """A reader is built from its plugin's destination table: the same validated
+        settings object and the destination's context, so its requests share that
+        connector's rate limit (one account, one limit)."""
+        if (kind, name) not in self._readers:
+            spec = self.config.destinations.get(name)
+            cls = spec.plugin.provides(kind) if spec is not None else None
+            dest = self.destination(name)
+            if spec is None or cls is None or dest is None:
+                return None
+            self._readers[kind, name] = cls(spec.config, dest.context)
+        return self._readers[kind, name]
+
     def enabled_overrides(self) -> dict[str, bool]:
         """Connector switches set through the admin API (persisted in the store)."""
         with self.reader.connect() as conn:
@@ -103,8 +135,9 @@ class Runtime:
         return spec.config.enabled if state is None else state
 
     def close(self) -> None:
-        for conn in [*self._sources.values(), *self._destinations.values()]:
+        for conn in [*self._readers.values(), *self._sources.values(), *self._destinations.values()]:
             conn.close()
+        self._readers.clear()
         self._sources.clear()
         self._destinations.clear()
         self.redis.close()
@@ -137,7 +170,7 @@ def build_runtime(
     else:  # a child of `leadhub serve` or a worker: the URL is in the environment
         url = cfg.hub.redis_url or EmbeddedRedis(cfg.hub.data_dir / "redis").url
     rt = Runtime(cfg, pm, plugins, db, url, connect(url), embedded)
-    pm.hook.leadhub_startup(settings=cfg.hub.model_dump(mode="json"))
+    notify(pm, "leadhub_startup", settings=cfg.hub.model_dump(mode="json"))
     return rt
 
 

@@ -32,6 +32,7 @@ import httpx
 from pydantic import Field, SecretStr, field_validator
 
 from hub.sdk import (
+    Capability,
     Connector,
     HookResponse,
     InboundRequest,
@@ -104,6 +105,7 @@ class FacebookLeadAdsSource(Source[FacebookLeadAdsConfig]):
 
     Config = FacebookLeadAdsConfig
     description = "Facebook Lead Ads: leadgen webhook, answers fetched from the Graph API."
+    capabilities = frozenset({Capability.ENRICHMENT})  # the webhook names the lead only
     retries_non_2xx = True
     kept_headers = ("x-hub-signature-256",)
     methods = ("GET", "POST")

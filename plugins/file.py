@@ -18,6 +18,7 @@ from typing import Any, BinaryIO, ClassVar
 from pydantic import Field, field_validator
 
 from hub.sdk import (
+    Capability,
     Connector,
     ConnectorContext,
     DeliveryItem,
@@ -46,6 +47,7 @@ class FileDestination(Destination[FileConfig]):
 
     Config = FileConfig
     limits: ClassVar[Limits] = Limits(requests_per_second=1000, batch_size=100, burst=10)
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.LOOKUP})
 
     def __init__(self, config: FileConfig, context: ConnectorContext) -> None:
         super().__init__(config, context)

@@ -37,6 +37,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, model_validator
 
 from hub.sdk import (
+    Capability,
     Connector,
     ConnectorContext,
     InboundRequest,
@@ -101,6 +102,7 @@ class ImapSource(PollingSource[ImapConfig]):
 
     Config = ImapConfig
     description = "A mailbox read over IMAP: each new message is a lead; taken ones are marked."
+    capabilities = frozenset({Capability.POLLING})
 
     def __init__(self, config: ImapConfig, context: ConnectorContext) -> None:
         super().__init__(config, context)

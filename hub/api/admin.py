@@ -208,8 +208,7 @@ def get_ledger(state: State, since: str | None = None, until: str | None = None)
 def list_plugins(state: State) -> dict[str, Any]:
     return {
         "items": [
-            {"id": p.id, "kind": p.kind, "version": p.version, "description": p.description,
-             "settings_schema": p.settings_schema()}
+            {**p.listing(), "settings_schema": p.settings_schema()}
             for p in sorted(state.rt.plugins.values(), key=lambda p: p.id)
         ]
     }

@@ -33,6 +33,7 @@ from typing import Any
 
 import redis
 
+from hub.capabilities import Capability
 from hub.connectors import DeliveryItem, DeliveryOutcome, Destination
 from hub.engine.drain_control import (
     BREAKER_AFTER,
@@ -82,10 +83,6 @@ class DrainStats:
     refused: bool = False  # enough drains of this destination were running already
 
 
-def request_timeout(dest: Destination[Any]) -> float:
-    return float(getattr(dest.config, "timeout_s", 30.0) or 30.0)
-
-
 def _call(fn: Any, *args: Any) -> Any:
     try:
         return fn(*args), None
@@ -110,7 +107,7 @@ def drain(
     dest = rt.destination(destination)
     if dest is None or not rt.is_enabled(destination):
         return stats
-    timeout = request_timeout(dest)
+    timeout = dest.request_timeout_s
     slot = DrainSlot(rt.redis, destination, timeout * 2 + 10)
     ok, failures = health(rt, destination)
     healthy = ok or not failures
@@ -139,12 +136,12 @@ class Drain:
         self.rt, self.dest, self.name, self.clock, self.stats = rt, dest, name, clock, stats
         self.limits = dest.effective_limits()
         self.limiter = RateLimiter(rt.redis)
-        self.timeout = request_timeout(dest)
+        self.timeout = dest.request_timeout_s
         self.horizon = rt.config.hub.retry_horizon_hours * 3600.0
 
     def slot(self) -> AbstractContextManager[None]:
         """One request slot around a call, unless the plugin counts its own requests."""
-        if self.dest.counts_own_requests:
+        if self.dest.has(Capability.COUNTS_OWN_REQUESTS):
             return nullcontext()
         return self.dest.context.request_slot()
 
@@ -242,11 +239,13 @@ class Drain:
         failed with its error (both by delivery id). Items are looked up by the attempt that may have created
         them, one ``lookup_many`` call per attempt (amoCRM: one request finds what an
         interrupted batch of 50 made), so one failed look-up leaves the others' answers
-        standing; a destination without ``lookup_many`` is asked item by item."""
+        standing. A destination declaring ``LOOKUP`` alone is asked item by item; one
+        declaring neither cannot find anything, and its items are sent again (the receiver
+        deduplicates on the idempotency key)."""
         found: dict[str, str] = {}
         failed: dict[str, Exception] = {}
         singles = uncertain
-        if uncertain and type(self.dest).lookup_many is not Destination.lookup_many:
+        if uncertain and self.dest.has(Capability.BATCH_LOOKUP):
             singles = []
             groups: dict[str | None, list[DeliveryItem]] = {}
             for item in uncertain:
@@ -260,6 +259,8 @@ class Drain:
                     singles += group
                 else:
                     found.update((k, str(v)) for k, v in many.items() if v)
+        if not self.dest.has(Capability.LOOKUP):
+            singles = []
         for item in singles:
             with self.slot():
                 ext, err = _call(self.dest.lookup, item)

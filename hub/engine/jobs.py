@@ -6,16 +6,15 @@ again; each is idempotent, so a duplicate execution (RQ's known failure mode) is
 
 from __future__ import annotations
 
-import logging
 import time
 
 from hub.engine.drain import drain
 from hub.engine.drain_control import breaker_open
 from hub.engine.process import process_received
+from hub.plugins import notify
 from hub.queue import PROCESS_QUEUE, clear_wake, destination_queue, wake
 from hub.runtime import Runtime, current
 
-log = logging.getLogger("leadhub.jobs")
 PROCESS_JOB = "hub.engine.jobs.process_job"
 DRAIN_JOB = "hub.engine.jobs.drain_job"
 POLL_JOB = "hub.engine.jobs.poll_job"
@@ -52,11 +51,8 @@ def process_job() -> int:
         total += len(done.leads)
         for dest in sorted(done.destinations):
             wake_drain(rt, dest)
-        for lead in done.leads:
-            try:
-                rt.pm.hook.leadhub_lead_received(lead=lead, source=lead.source)
-            except Exception:  # a notification plugin must never stop routing
-                log.exception("leadhub_lead_received hook failed")
+        for lead in done.leads:  # each plugin's exception is logged, never stops routing
+            notify(rt.pm, "leadhub_lead_received", lead=lead, source=lead.source)
 
 
 def drain_job(destination: str) -> int:
@@ -82,12 +78,8 @@ def _notify_finished(rt: Runtime, finished: list[tuple[str, str, str, str | None
         lead = leads.get(lead_id)
         if lead is None:
             continue
-        try:
-            rt.pm.hook.leadhub_delivery_finished(
-                lead=lead, destination=dest, status=status, external_id=ext, error=err
-            )
-        except Exception:
-            log.exception("leadhub_delivery_finished hook failed")
+        notify(rt.pm, "leadhub_delivery_finished",
+               lead=lead, destination=dest, status=status, external_id=ext, error=err)
 
 
 def poll_job(source: str) -> int:

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from hub.capabilities import Capability
 from hub.engine.ingest import new_id
 from hub.engine.routing import RouteDecision, choose_route, weighted_sequence
 from hub.errors import PermanentError, RetryableError
@@ -307,7 +308,7 @@ def _route_batch(rt: Runtime, conn: Connection, prepared: list[_Prepared], now: 
 
 def _annotates(rt: Runtime, destination: str) -> bool:
     dest = rt.destination(destination)
-    return bool(dest is not None and dest.annotates_duplicates)
+    return dest is not None and dest.has(Capability.ANNOTATES_DUPLICATES)
 
 
 ENRICH_RETRY_S = 60.0

@@ -153,3 +153,13 @@ __all__ += [
     "api_key_header", "api_key_query", "basic_auth", "bearer_token", "error_for", "http",
     "parse_retry_after",
 ]
+
+# --- capabilities and readers (engineer D: hub/capabilities.py, hub/sdk/readers.py) ---
+from hub.capabilities import Capability  # noqa: E402
+from hub.connectors import ConnectorKind  # noqa: E402
+from hub.sdk import readers  # noqa: E402
+from hub.sdk.readers import AccountingReader, CrmReader, Payment, WonDeal  # noqa: E402
+
+__all__ += [
+    "AccountingReader", "Capability", "ConnectorKind", "CrmReader", "Payment", "WonDeal", "readers",
+]
