@@ -1,7 +1,7 @@
 """The webform source keeps the source contract (``hub.testing.kits.SourceKit``)."""
 
 from dataclasses import replace
-from typing import Any
+from typing import Any, ClassVar
 
 from hub.connectors import InboundRequest
 from hub.testing.kits import SourceKit
@@ -11,7 +11,7 @@ from tests.payload_loader import PAYLOADS
 
 class TestWebformKit(SourceKit):
     connector = WebformSource
-    settings = {"token": "kit-form-token"}
+    settings: ClassVar[dict[str, Any]] = {"token": "kit-form-token"}
     payloads = PAYLOADS / "webform"
     auth_headers = ("x-leadhub-token",)
 

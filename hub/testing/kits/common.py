@@ -109,7 +109,7 @@ class ConnectorKit:
             pytest.skip(f"{self.kit_plugin_id()} declares no secret in the kit's settings")
         infos = self.plugin_infos()
         where = f"[{self.section}.kit]"
-        every = self.table(**{k: "${%s}" % UNSET_VAR for k in keys})
+        every = self.table(**{k: "${" + UNSET_VAR + "}" for k in keys})
         problems = _problems({self.section: {"kit": every}}, infos)
         for key in keys:
             assert any(p.startswith(f"{where} {key}:") and "empty" in p for p in problems), (

@@ -21,6 +21,7 @@ review the diff: a recorded expectation is only as right as the reader who check
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -88,8 +89,6 @@ def answer_summary(status: int, content_type: str, body: bytes) -> dict[str, Any
     """The hub's answer as an expectation shows it (ids the hub made become ``"<id>"``)."""
     shown: Any = body.decode("utf-8", "replace")
     if "json" in content_type and body:
-        try:
+        with contextlib.suppress(ValueError):  # a body that only says it is JSON
             shown = json.loads(body)
-        except ValueError:
-            pass
     return {"status": status, "body": _ids_hidden(shown)}
