@@ -1,7 +1,8 @@
 """``/hooks/{source}[/{path}]``: the one door every provider knocks on.
 
-verify → read → parse (pure) → normalize → commit raw request + lead (group commit) →
-answer as the provider expects. Nothing is answered before the commit; the only network
+verify → read → accept (parse and normalize: ``hub/engine/accept.py``, shared with polling
+and reprocessing) → commit raw request + lead (group commit) → answer as the provider
+expects. Nothing is answered before the commit; the only network
 I/O on this path is the store and one wake-up per commit batch.
 """
 
@@ -26,8 +27,8 @@ from hub.api.deps import get_state
 from hub.api.errors import error_response
 from hub.api.state import AppState
 from hub.bodies import clean_value
-from hub.connectors import Accepted, HookResponse, InboundRequest, ParsedEvent, Source
-from hub.engine.ingest import build_item
+from hub.connectors import Accepted, HookResponse, InboundRequest, Source
+from hub.engine.accept import accept, rules_for
 from hub.engine.nonces import is_fresh as nonce_is_fresh
 from hub.errors import AuthError, ParseError
 from hub.metrics import INGEST_LATENCY, WEBHOOKS
@@ -192,26 +193,8 @@ async def _handle(source_name: str, path: str, request: Request, state: Any) -> 
                   exc_info=exc)
         return _unauthenticated(source_name, "the source could not verify this request")
 
-    parsed: list[ParsedEvent] | None = None
-    error: str | None = None
-    try:
-        parsed = src.parse(inbound)
-    except ParseError as exc:
-        error = str(exc) or "unparseable request"
-    except Exception as exc:  # a plugin bug must not lose the request: quarantine it
-        log.exception("source %s failed to parse", source_name)
-        error = f"plugin error: {type(exc).__name__}"
-    settings: dict[str, Any] = dict(
-        default_region=rt.config.hub.default_region,
-        dedup_window_s=rt.config.hub.dedup_window_minutes * 60.0, received_at=time.time(),
-        tracking_numbers=getattr(src.config, "tracking_numbers", None),
-        secret_fields=src.secret_fields,
-    )
-    try:
-        item = build_item(inbound, parsed, error, **settings)
-    except Exception as exc:  # what the plugin parsed cannot be normalized: quarantine it
-        log.exception("source %s parsed a request into something unusable", source_name)
-        item = build_item(inbound, None, f"plugin error: {type(exc).__name__}", **settings)
+    # parse, normalize, redact: the accept path polling and reprocessing share
+    item = accept(src, inbound, "webhook", rules_for(rt.config.hub, src), received_at=time.time())
     try:
         result = await state.batcher.submit(item)
     except Exception:

@@ -25,7 +25,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import urlencode
 
-from sqlalchemy import JSON, Connection, Engine, Table, bindparam, insert, select, update
+from sqlalchemy import JSON, Connection, Engine, Table, bindparam, exists, insert, or_, select, update
 
 from hub.bodies import storable_text
 from hub.connectors import InboundRequest, ParsedEvent, TrackingUtm
@@ -36,14 +36,14 @@ from hub.redaction import redact_body
 from hub.store import tables as t
 from hub.store.db import background_checkpoints, checkpoint
 
-#: Headers worth keeping with the raw request (signatures, ids, types); others are noise.
+#: Headers of any provider worth keeping with the raw request (types, ids, the Standard
+#: Webhooks signature); a source adds its provider's own (``Source.kept_headers``).
 KEPT_HEADERS = (
     "content-type", "user-agent", "x-forwarded-for", "x-real-ip", "webhook-id",
-    "webhook-timestamp", "webhook-signature", "x-hub-signature-256", "x-twilio-signature",
-    "x-telegram-bot-api-secret-token", "x-twilio-idempotency-token", "x-request-id",
-    "x-leadhub-token", "accept",
+    "webhook-timestamp", "webhook-signature", "x-request-id", "x-leadhub-token", "accept",
 )
-SECRET_HEADERS = ("x-leadhub-token", "x-telegram-bot-api-secret-token")
+#: Kept as ``***``: the hub's own token; a source adds its own (``Source.secret_headers``).
+SECRET_HEADERS = ("x-leadhub-token",)
 
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -128,6 +128,12 @@ class IngestItem:
     inbound_id: str = field(default_factory=new_id)
     #: the body as stored: the request's, less the secrets its source declares (``build_item``)
     stored_body: bytes | None = None
+    #: the headers stored with the request, and those of them stored as ``***``
+    kept_headers: tuple[str, ...] = KEPT_HEADERS
+    secret_headers: tuple[str, ...] = SECRET_HEADERS
+    #: the quarantine entry this request comes from (reprocessing): its raw request
+    #: (``inbound_id``) is updated, not written anew, and the entry is closed or kept
+    reprocess: str | None = None
 
 
 @dataclass
@@ -148,9 +154,10 @@ def body_key(request: InboundRequest) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def _headers(request: InboundRequest) -> dict[str, str]:
-    kept = {k: request.headers[k] for k in KEPT_HEADERS if k in request.headers}
-    for secret in SECRET_HEADERS:
+def _headers(item: IngestItem) -> dict[str, str]:
+    headers = item.request.headers
+    kept = {k: headers[k] for k in item.kept_headers if k in headers}
+    for secret in item.secret_headers:
         if secret in kept:
             kept[secret] = "***"
     return kept
@@ -208,6 +215,8 @@ def ingest_many(conn: Connection, items: list[IngestItem]) -> list[IngestResult]
             for key, lead_id, seen_at in rows:
                 known[(source, key)] = (lead_id, seen_at)
     stored = set(known)  # keys already in the table: remembered by UPDATE, others by INSERT
+    for ident in _reopened_keys(conn, items):
+        del known[ident]
     threads = Threads.load(conn, items)
 
     lead_rows: list[dict[str, Any]] = []
@@ -215,6 +224,7 @@ def ingest_many(conn: Connection, items: list[IngestItem]) -> list[IngestResult]
     key_updates: dict[tuple[str, str], dict[str, Any]] = {}
     quarantine_rows: list[dict[str, Any]] = []
     inbound_rows: list[dict[str, Any]] = []
+    reprocessed: list[tuple[str, dict[str, Any], IngestResult]] = []
     results: list[IngestResult] = []
     for item in items:
         req, now = item.request, item.received_at
@@ -269,26 +279,33 @@ def ingest_many(conn: Connection, items: list[IngestItem]) -> list[IngestResult]
 
         if quarantine_reason is not None:
             outcome = "quarantined"
-            quarantine_rows.append({
-                "id": new_id(), "inbound_id": item.inbound_id, "source": req.source,
-                "reason": storable_text(quarantine_reason), "state": "open", "created_at": now,
-                "updated_at": now,
-            })
+            if item.reprocess is None:  # a reprocessed request keeps its entry
+                quarantine_rows.append({
+                    "id": new_id(), "inbound_id": item.inbound_id, "source": req.source,
+                    "reason": storable_text(quarantine_reason), "state": "open",
+                    "created_at": now, "updated_at": now,
+                })
             result.quarantined = quarantine_reason
         elif result.retry and fresh_events == 0:
             outcome = "retry"
         elif outcome != "lead" and updates:
             outcome = "update"  # continued a call or a chat: an event, not a new lead
-        inbound_rows.append({
-            "id": item.inbound_id, "source": req.source, "received_at": now,
-            "method": req.method, "path": storable_text(req.path), "query": _query(req),
-            "headers": _headers(req), "outcome": outcome,
-            "body": req.body if item.stored_body is None else item.stored_body,
-            "lead_id": lead_ids[0] if lead_ids else None,
+        counted = {
+            "outcome": outcome, "lead_id": lead_ids[0] if lead_ids else None,
             "events": 0 if outcome == "retry" else max(fresh_events, 1),
             "event_key": item.events[0].event_key if item.events else None,
             "note": storable_text("; ".join(notes) or quarantine_reason or "") or None,
-        })
+        }
+        if item.reprocess is not None:
+            reprocessed.append((item.reprocess, {"id": item.inbound_id, **counted}, result))
+        else:
+            inbound_rows.append({
+                "id": item.inbound_id, "source": req.source, "received_at": now,
+                "method": req.method, "path": storable_text(req.path), "query": _query(req),
+                "headers": _headers(item),
+                "body": req.body if item.stored_body is None else item.stored_body,
+                **counted,
+            })
         result.lead_ids = lead_ids
         results.append(result)
 
@@ -308,8 +325,56 @@ def ingest_many(conn: Connection, items: list[IngestItem]) -> list[IngestResult]
         )
     if quarantine_rows:
         conn.execute(insert(t.quarantine), quarantine_rows)
-    _insert(conn, raw, t.inbound_events, inbound_rows)
+    if inbound_rows:
+        _insert(conn, raw, t.inbound_events, inbound_rows)
+    for entry_id, counted, result in reprocessed:
+        _close_entry(conn, entry_id, counted, result)
     return results
+
+
+class EntryNotOpen(Exception):
+    """The quarantine entry being reprocessed was closed meanwhile (another reprocess):
+    the transaction is rolled back, nothing is applied twice."""
+
+
+def _reopened_keys(conn: Connection, items: list[IngestItem]) -> set[tuple[str, str]]:
+    """Event keys a reprocessed request recorded itself that did not make a lead still in
+    the store (an event quarantined by a poll, a lead the worker sent to quarantine): they
+    are applied again. Its keys that made a live lead, and keys of other requests, stay
+    seen: that event is a retry."""
+    ek, ld = t.event_keys, t.leads
+    out: set[tuple[str, str]] = set()
+    for item in items:
+        keys = {ev.event_key for ev in item.events if ev.event_key is not None}
+        if item.reprocess is None or not keys:
+            continue
+        source = item.request.source
+        rows = conn.execute(select(ek.c.event_key).where(
+            ek.c.source == source, ek.c.event_key.in_(sorted(keys)),
+            ek.c.inbound_id == item.inbound_id,
+            or_(ek.c.lead_id.is_(None), ~exists().where(ld.c.id == ek.c.lead_id)),
+        ))
+        out.update((source, key) for key in rows.scalars())
+    return out
+
+
+def _close_entry(conn: Connection, entry_id: str, counted: dict[str, Any],
+                 result: IngestResult) -> None:
+    """Record what reprocessing made of a quarantined request: its raw request counts the
+    new outcome (the ledger follows), and its entry is closed (``reprocessed``, with the
+    lead it became or continued), or stays open with the new reason."""
+    ie, q = t.inbound_events, t.quarantine
+    conn.execute(update(ie).where(ie.c.id == counted["id"]).values(
+        {k: v for k, v in counted.items() if k != "id"}))
+    now = time.time()
+    values: dict[str, Any] = (
+        {"reason": storable_text(result.quarantined), "updated_at": now}
+        if result.quarantined is not None else
+        {"state": "reprocessed", "lead_id": counted["lead_id"], "updated_at": now}
+    )
+    if conn.execute(update(q).where(q.c.id == entry_id, q.c.state == "open")
+                    .values(values)).rowcount != 1:
+        raise EntryNotOpen(entry_id)
 
 
 def _sqlite_driver(conn: Connection) -> sqlite3.Connection | None:

@@ -2,8 +2,8 @@
 ``poll_interval_s``, and each polled message goes through the same door as a webhook.
 
 A polled message becomes a raw request (``method="POLL"``, its body and content type),
-is parsed by the source, normalized by ``build_item`` and committed by ``ingest_batch``
-exactly as ``/hooks/{source}`` does; only then does the source ``ack`` it (mark it
+is parsed and normalized by the accept path (``hub/engine/accept.py``) and committed by
+``ingest_batch`` exactly as ``/hooks/{source}`` does; only then does the source ``ack`` it (mark it
 taken). Exactly once across crashes and restarts rests on two things: ``ack`` after the
 commit, and the message's stable ``event_id`` as the event key, so a message fetched
 again because the hub died between commit and ack is a provider retry, not a new lead.
@@ -26,10 +26,10 @@ from typing import Any
 import redis
 
 from hub.config import HubConfig
-from hub.connectors import InboundRequest, ParsedEvent, PolledMessage, PollError, PollingSource
-from hub.engine.ingest import EventDraft, IngestResult, build_item, ingest_batch
+from hub.connectors import InboundRequest, PolledMessage, PollError, PollingSource
+from hub.engine.accept import accept, rules_for
+from hub.engine.ingest import IngestResult, ingest_batch
 from hub.engine.jobs import POLL_JOB, wake_process
-from hub.errors import ParseError
 from hub.queue import wake
 from hub.runtime import Runtime
 
@@ -117,41 +117,27 @@ def ingest_polled(rt: Runtime, src: PollingSource[Any], messages: list[PolledMes
                   *, received_at: float | None = None) -> list[IngestResult]:
     """Commit polled messages as webhooks are committed, and wake routing; no ``ack``.
 
-    Each message is one raw request; every event its ``parse`` returns takes the
-    message's ``event_id`` (suffixed ``#n`` after the first), so fetching it again is a
-    retry. A message that cannot be parsed goes to quarantine under that key too.
+    Each message is one raw request through the accept path webhooks take
+    (``hub/engine/accept.py``); every event its ``parse`` returns takes the message's
+    ``event_id`` (suffixed ``#n`` after the first), so fetching it again is a retry. A
+    message that cannot be parsed goes to quarantine under that key too, and one that
+    holds no event is a non-lead under it.
     """
     now = time.time() if received_at is None else received_at
-    hub = rt.config.hub
-    items = []
-    for msg in messages:
-        request = InboundRequest(
-            method="POLL", source=src.name, path="", query=(("ref", msg.ref),),
-            headers={"content-type": msg.content_type}, body=msg.body,
-        )
-        parsed: list[ParsedEvent] = []
-        error = None
-        try:
-            parsed = src.parse(request)
-        except ParseError as exc:
-            error = str(exc) or "unparseable message"
-        except Exception as exc:  # a plugin bug must not lose the message: quarantine it
-            log.exception("source %s failed to parse a polled message", src.name)
-            error = f"plugin error: {type(exc).__name__}"
-        for i, event in enumerate(parsed):
-            event.event_id = msg.event_id if i == 0 else f"{msg.event_id}#{i}"
-        item = build_item(request, parsed, None, default_region=hub.default_region,
-                          dedup_window_s=hub.dedup_window_minutes * 60.0, received_at=now,
-                          secret_fields=src.secret_fields)
-        if error is not None or not parsed:
-            # keyed like build_item's events, so a refetch is a retry, not a second quarantine
-            item.events.append(EventDraft(f"id:{msg.event_id}", quarantine=True,
-                                          reason=error or "the message holds no event"))
-        items.append(item)
+    rules = rules_for(rt.config.hub, src)
+    items = [accept(src, polled_request(src.name, msg), "poll", rules, received_at=now,
+                    event_id=msg.event_id) for msg in messages]
     results = ingest_batch(rt.db, items)
     with contextlib.suppress(Exception):  # a lost wake-up is repaired by the sweeper
         wake_process(rt)
     return results
+
+
+def polled_request(source: str, msg: PolledMessage) -> InboundRequest:
+    """The raw request a polled message stands for (``method="POLL"``): what is stored,
+    parsed, and parsed again if the message is reprocessed from quarantine."""
+    return InboundRequest(method="POLL", source=source, path="", query=(("ref", msg.ref),),
+                          headers={"content-type": msg.content_type}, body=msg.body)
 
 
 # ---------------------------------------------------------------- state and schedule

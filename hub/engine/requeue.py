@@ -1,75 +1,78 @@
-"""Reprocessing a quarantined request after a plugin fix: the stored raw request is
-parsed again; if it now yields leads, the event moves from quarantine to leads."""
+"""Reprocessing a quarantined request after a plugin fix: the stored raw request goes
+through the accept path again (``hub/engine/accept.py``, as a webhook or a polled message
+does) and into the same store path, so a call event merges into its call's lead, an
+event the store has already seen is a retry, and every event key is recorded.
+
+The raw request is not stored again: its row takes the new outcome (the ledger follows),
+and the quarantine entry is closed (``reprocessed``) or keeps the new reason.
+"""
 
 from __future__ import annotations
 
-import time
 from typing import Any
+from urllib.parse import parse_qsl
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Row, select
 
-from hub.connectors import InboundRequest, ParsedEvent
-from hub.engine.ingest import build_item
-from hub.errors import ParseError
+from hub.connectors import InboundRequest
+from hub.engine.accept import accept, rules_for
+from hub.engine.ingest import EntryNotOpen, ingest_batch
 from hub.runtime import Runtime
 from hub.store import tables as t
 
 
 def reprocess_quarantined(rt: Runtime, qid: str) -> dict[str, Any] | None:
-    with rt.reader.connect() as conn:
-        row = conn.execute(
-            select(t.quarantine, t.inbound_events)
-            .join(t.inbound_events, t.inbound_events.c.id == t.quarantine.c.inbound_id)
-            .where(t.quarantine.c.id == qid)
-        ).first()
+    """Accept the entry's raw request again; None when there is no such entry. The answer:
+    ``id``, ``state`` (``open`` or ``reprocessed``), ``lead_ids`` (the leads it became,
+    continued or, for a retry, was already) and, while open, ``reason``."""
+    row = _entry(rt, qid)
     if row is None:
         return None
     if row.state != "open":
-        return {"id": qid, "state": row.state, "lead_ids": [row.lead_id] if row.lead_id else []}
+        return _closed(qid, row)
     src = rt.source(row.source)
     if src is None:
         return {"id": qid, "state": "open", "reason": f"source {row.source!r} is no longer configured"}
-    from urllib.parse import parse_qsl
-
     request = InboundRequest(
         method=row.method, source=row.source, path=row.path,
         query=tuple(parse_qsl(row.query, keep_blank_values=True)),
         headers=dict(row.headers), body=row.body,
     )
-    parsed: list[ParsedEvent] | None = None
-    error = None
+    # parse only, never verify: it was verified when it arrived, and the stored body
+    # has its secrets redacted (Source.secret_fields), which no verify would accept
+    item = accept(src, request, "reprocess", rules_for(rt.config.hub, src),
+                  received_at=row.received_at, event_id=_message_id(row))
+    item.inbound_id, item.reprocess = row.inbound_id, qid
     try:
-        # parse only, never verify: it was verified when it arrived, and the stored body
-        # has its secrets redacted (Source.secret_fields), which no verify would accept
-        parsed = src.parse(request)
-    except ParseError as exc:
-        error = str(exc)
-    item = build_item(
-        request, parsed, error, default_region=rt.config.hub.default_region,
-        dedup_window_s=rt.config.hub.dedup_window_minutes * 60.0, received_at=row.received_at,
-        tracking_numbers=getattr(src.config, "tracking_numbers", None),
-    )
-    fresh = [ev for ev in item.events if ev.lead is not None and not ev.waits_for_caller]
-    leads = [ev.lead for ev in fresh if ev.lead is not None]
-    enrich = {ev.lead.id for ev in fresh if ev.lead is not None and ev.needs_enrichment}
-    now = time.time()
-    if not leads:
-        reason = error or next((ev.reason for ev in item.events if ev.reason), "still not a lead")
-        with rt.db.begin() as conn:
-            conn.execute(update(t.quarantine).where(t.quarantine.c.id == qid)
-                         .values(reason=reason, updated_at=now))
-        return {"id": qid, "state": "open", "reason": reason, "lead_ids": []}
-    with rt.db.begin() as conn:
-        for lead in leads:
-            data = lead.to_json_dict()
-            data.pop("deliveries", None)
-            conn.execute(insert(t.leads).values(
-                id=lead.id, source=lead.source, channel=lead.channel, received_at=row.received_at,
-                status="received", data=data, inbound_id=row.inbound_id, lease_until=0.0,
-                needs_enrichment=lead.id in enrich, updated_at=now,
-            ))
-        conn.execute(update(t.inbound_events).where(t.inbound_events.c.id == row.inbound_id)
-                     .values(outcome="lead", lead_id=leads[0].id, events=len(leads)))
-        conn.execute(update(t.quarantine).where(t.quarantine.c.id == qid)
-                     .values(state="reprocessed", lead_id=leads[0].id, updated_at=now))
-    return {"id": qid, "state": "reprocessed", "lead_ids": [lead.id for lead in leads]}
+        [result] = ingest_batch(rt.db, [item])
+    except EntryNotOpen:  # reprocessed meanwhile by another call: report what that did
+        again = _entry(rt, qid, primary=True)
+        assert again is not None
+        return _closed(qid, again)
+    if result.quarantined is not None:
+        return {"id": qid, "state": "open", "reason": result.quarantined, "lead_ids": []}
+    return {"id": qid, "state": "reprocessed", "lead_ids": result.lead_ids}
+
+
+def _entry(rt: Runtime, qid: str, *, primary: bool = False) -> Row[Any] | None:
+    """The quarantine entry with its raw request."""
+    with (rt.db if primary else rt.reader).connect() as conn:
+        return conn.execute(
+            select(t.quarantine, t.inbound_events)
+            .join(t.inbound_events, t.inbound_events.c.id == t.quarantine.c.inbound_id)
+            .where(t.quarantine.c.id == qid)
+        ).first()
+
+
+def _closed(qid: str, row: Row[Any]) -> dict[str, Any]:
+    return {"id": qid, "state": row.state, "lead_ids": [row.lead_id] if row.lead_id else []}
+
+
+def _message_id(row: Row[Any]) -> str | None:
+    """A polled message's own id, which keyed its events when it was fetched (its raw
+    request keeps the first event's key, ``id:<event_id>``), so that its events are keyed
+    alike now; None for a webhook, whose events carry the provider's ids."""
+    key: str | None = row.event_key
+    if row.method != "POLL" or not key or not key.startswith("id:"):
+        return None
+    return key[3:]
