@@ -333,19 +333,13 @@ def leads(
     limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
 ) -> None:
     """List recent leads from the store."""
-    from sqlalchemy import select
-
     from hub.engine.leads import load_leads
-    from hub.store import tables as t
+    from hub.store import leads as lead_store
 
     rt = _runtime(config, start_redis=False)
-    stmt = select(t.leads).order_by(t.leads.c.id.desc()).limit(limit)
-    if source:
-        stmt = stmt.where(t.leads.c.source == source)
-    if status:
-        stmt = stmt.where(t.leads.c.status == status)
+    keep = lead_store.LeadFilter(source=source, status=status)
     with rt.reader.connect() as conn:
-        items = load_leads(conn, list(conn.execute(stmt)))
+        items = load_leads(conn, lead_store.newest(conn, keep, limit))
     if format is Format.json:
         print(json.dumps([i.to_json_dict() for i in items], ensure_ascii=False, indent=2))
         return

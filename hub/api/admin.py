@@ -9,7 +9,6 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select, update
 
 from hub.api.deps import Admin, State
 from hub.api.errors import ApiError
@@ -17,7 +16,10 @@ from hub.engine.jobs import wake_drain, wake_process
 from hub.engine.leads import load_leads
 from hub.engine.ledger import ledger
 from hub.engine.replay import replay_lead, retry_delivery
-from hub.store import tables as t
+from hub.store import connector_state
+from hub.store import deliveries as delivery_store
+from hub.store import leads as lead_store
+from hub.store import quarantine as quarantine_store
 
 router = APIRouter(prefix="/api", tags=["admin"], dependencies=[Admin])
 
@@ -49,25 +51,10 @@ def list_leads(
     cursor: str | None = Query(None, description="next_cursor of the previous page"),
 ) -> dict[str, Any]:
     """Newest first; ``next_cursor`` is null on the last page."""
-    ld = t.leads
-    stmt = select(ld).order_by(ld.c.id.desc()).limit(limit + 1)
-    if source:
-        stmt = stmt.where(ld.c.source == source)
-    if channel:
-        stmt = stmt.where(ld.c.channel == channel)
-    if status:
-        stmt = stmt.where(ld.c.status == status)
-    since_s = parse_time(since, "since")
-    if since_s is not None:
-        stmt = stmt.where(ld.c.received_at >= since_s)
-    if cursor:
-        stmt = stmt.where(ld.c.id < cursor)
-    if q:
-        from sqlalchemy import String, cast
-
-        stmt = stmt.where(cast(ld.c.data, String).ilike(f"%{q}%"))
+    keep = lead_store.LeadFilter(source=source, channel=channel, status=status,
+                                 since=parse_time(since, "since"), before_id=cursor, text=q)
     with state.rt.reader.connect() as conn:
-        rows = list(conn.execute(stmt))
+        rows = lead_store.newest(conn, keep, limit + 1)
         page = rows[:limit]
         items = load_leads(conn, page)
     return {
@@ -79,7 +66,7 @@ def list_leads(
 @router.get("/leads/{lead_id}")
 def get_lead(lead_id: str, state: State) -> dict[str, Any]:
     with state.rt.reader.connect() as conn:
-        row = conn.execute(select(t.leads).where(t.leads.c.id == lead_id)).first()
+        row = lead_store.by_id(conn, lead_id)
         if row is None:
             raise ApiError(404, "not_found", f"no lead {lead_id}")
         return load_leads(conn, [row])[0].to_json_dict()
@@ -101,16 +88,8 @@ def list_deliveries(
     limit: int = Query(100, ge=1, le=1000),
     cursor: str | None = None,
 ) -> dict[str, Any]:
-    dl = t.deliveries
-    stmt = select(dl).order_by(dl.c.id.desc()).limit(limit + 1)
-    if status:
-        stmt = stmt.where(dl.c.status == status)
-    if destination:
-        stmt = stmt.where(dl.c.destination == destination)
-    if cursor:
-        stmt = stmt.where(dl.c.id < cursor)
     with state.rt.reader.connect() as conn:
-        rows = list(conn.execute(stmt))
+        rows = delivery_store.newest(conn, status, destination, cursor, limit + 1)
     page = rows[:limit]
     return {"items": [_delivery(r) for r in page], "next_cursor": page[-1].id if len(rows) > limit else None}
 
@@ -134,7 +113,9 @@ def retry(delivery_id: str, state: State) -> dict[str, Any]:
     if not retry_delivery(state.rt, delivery_id):
         raise ApiError(404, "not_found", f"no delivery {delivery_id}")
     with state.rt.reader.connect() as conn:
-        row = conn.execute(select(t.deliveries).where(t.deliveries.c.id == delivery_id)).one()
+        row = delivery_store.by_id(conn, delivery_id)
+    if row is None:  # erased in between
+        raise ApiError(404, "not_found", f"no delivery {delivery_id}")
     return _delivery(row)
 
 
@@ -143,23 +124,17 @@ def list_quarantine(
     state: State, state_filter: str = Query("open", alias="state"),
     limit: int = Query(100, ge=1, le=1000),
 ) -> dict[str, Any]:
-    q, ie = t.quarantine, t.inbound_events
     with state.rt.reader.connect() as conn:
-        rows = conn.execute(
-            select(q, ie.c.method, ie.c.path, ie.c.headers, ie.c.body)
-            .join(ie, ie.c.id == q.c.inbound_id)
-            .where(q.c.state == state_filter if state_filter != "all" else q.c.state.is_not(None))
-            .order_by(q.c.id.desc()).limit(limit)
-        )
-        items = [
-            {
-                "id": r.id, "source": r.source, "reason": r.reason, "state": r.state,
-                "lead_id": r.lead_id, "created_at": _iso(r.created_at),
-                "request": {"method": r.method, "path": r.path, "headers": r.headers,
-                            "body": r.body.decode("utf-8", "replace")},
-            }
-            for r in rows
-        ]
+        rows = quarantine_store.newest(conn, state_filter, limit)
+    items = [
+        {
+            "id": r.id, "source": r.source, "reason": r.reason, "state": r.state,
+            "lead_id": r.lead_id, "created_at": _iso(r.created_at),
+            "request": {"method": r.method, "path": r.path, "headers": r.headers,
+                        "body": r.body.decode("utf-8", "replace")},
+        }
+        for r in rows
+    ]
     return {"items": items}
 
 
@@ -232,12 +207,7 @@ def _switch(name: str, state: Any, enabled: bool) -> dict[str, Any]:
         raise ApiError(404, "not_found", f"no connector {name!r}")
     now = time.time()
     with rt.db.begin() as conn:
-        done = conn.execute(
-            update(t.connector_state).where(t.connector_state.c.name == name)
-            .values(enabled=enabled, updated_at=now)
-        ).rowcount
-        if not done:
-            conn.execute(t.connector_state.insert().values(name=name, enabled=enabled, updated_at=now))
+        connector_state.set_enabled(conn, name, enabled, now)
     state.forget_overrides()
     if enabled and name in rt.config.destinations:
         wake_drain(rt, name)

@@ -11,7 +11,6 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
-from sqlalchemy import text
 from starlette.types import Receive, Scope, Send
 
 from hub import __version__
@@ -25,6 +24,7 @@ from hub.engine.ingest import IngestBatcher, IngestResult
 from hub.engine.jobs import wake_process
 from hub.metrics import StoreCollector
 from hub.runtime import Runtime
+from hub.store.queues import ping
 
 
 class HubApp(FastAPI):
@@ -107,7 +107,7 @@ def create_app(rt: Runtime, background_ok: Callable[[], str | None] | None = Non
         problems: list[str] = []
         try:
             with rt.reader.connect() as conn:
-                conn.execute(text("SELECT 1"))
+                ping(conn)
         except Exception as exc:
             problems.append(f"store: {type(exc).__name__}")
         try:

@@ -29,21 +29,25 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_plus
 
 import phonenumbers
-from sqlalchemy import Engine, String, cast, delete, exists, or_, select
+from sqlalchemy import Engine
 
 from hub.engine.ledger import day_of, lead_category
-from hub.engine.retention import RollupKey, add_to_rollup, delete_leads
 from hub.normalize.emails import normalize_email
 from hub.normalize.phones import normalize_phone
 from hub.runtime import Runtime
-from hub.store import tables as t
+from hub.store import deliveries as delivery_store
+from hub.store import event_keys, raw_requests
+from hub.store import leads as lead_store
+from hub.store import quarantine as quarantine_store
+from hub.store import threads as thread_store
+from hub.store.db import truncate_wal
+from hub.store.ledger import RollupKey, add_to_rollup
 
 SCAN_CHUNK = 500
 #: separators people and forms put between the digits of a phone number
@@ -151,23 +155,17 @@ class _Found:
 def find(engine: Engine, person: Person) -> _Found:
     """What of the store names ``person`` (reads only)."""
     found = _Found()
-    ld, ck, ie, th = t.leads, t.contact_keys, t.inbound_events, t.threads
     with engine.connect() as conn:
-        by_key = select(ck.c.lead_id).where(ck.c.key.in_(person.keys()))
-        for row in conn.execute(select(ld).where(ld.c.id.in_(by_key))):
+        for row in lead_store.with_contact_keys(conn, person.keys()):
             found.leads[row.id] = row
         # leads not routed yet have no contact keys: look into every lead's JSON
-        needles = [*person.phones, *person.emails]
-        text = cast(ld.c.data, String)
-        for row in conn.execute(select(ld).where(or_(*(text.ilike(f"%{n}%") for n in needles)))):
+        for row in lead_store.mentioning(conn, [*person.phones, *person.emails]):
             if person.is_contact_of(row.data):
                 found.leads[row.id] = row
         made = {row.inbound_id for row in found.leads.values() if row.inbound_id}
         last = ""
         while True:  # every raw request, in chunks by id
-            rows = list(conn.execute(
-                select(ie.c.id, ie.c.lead_id, ie.c.body, ie.c.query)
-                .where(ie.c.id > last).order_by(ie.c.id).limit(SCAN_CHUNK)))
+            rows = raw_requests.after(conn, last, SCAN_CHUNK)
             if not rows:
                 break
             last = rows[-1].id
@@ -178,7 +176,7 @@ def find(engine: Engine, person: Person) -> _Found:
                 if theirs or (r.lead_id is None and (person.mentioned_in(r.body)
                                                      or person.mentioned_in(r.query))):
                     found.raw_ids.add(r.id)
-        for row in conn.execute(select(th.c.source, th.c.key, th.c.lead_id, th.c.pending)):
+        for row in thread_store.every(conn):
             if row.lead_id in found.leads or (
                     row.pending is not None and person.mentioned_in(json.dumps(row.pending))):
                 found.thread_keys.add((row.source, row.key))
@@ -192,12 +190,8 @@ def erase(rt: Runtime, phones: list[str], emails: list[str]) -> ErasureReport:
     found = find(rt.reader, person)
     report = ErasureReport()
     lead_ids = sorted(found.leads)
-    dl = t.deliveries
     with rt.reader.connect() as conn:
-        delivered = list(conn.execute(
-            select(dl.c.destination, dl.c.lead_id, dl.c.external_id)
-            .where(dl.c.lead_id.in_(lead_ids), dl.c.status == "delivered")
-            .order_by(dl.c.destination, dl.c.lead_id)))
+        delivered = delivery_store.delivered_copies(conn, lead_ids)
     for destination in sorted({d.destination for d in delivered}):
         dest = rt.destination(destination)
         held = [d.lead_id for d in delivered if d.destination == destination]
@@ -205,57 +199,28 @@ def erase(rt: Runtime, phones: list[str], emails: list[str]) -> ErasureReport:
         report.copies += [Copy(destination, d.lead_id, d.external_id, done)
                           for d in delivered if d.destination == destination]
     with rt.db.begin() as conn:
-        ie = t.inbound_events
         raw = sorted(found.raw_ids)
-        present = set(conn.execute(select(ie.c.id).where(ie.c.id.in_(raw))).scalars())
+        present = raw_requests.present(conn, raw)
         # a lead whose raw request retention purged: its count stays in the rollup (module doc)
         orphans = [r for r in found.leads.values() if r.inbound_id not in present]
         if orphans:
             rollup: Counter[RollupKey] = Counter()
-            retrying = set(conn.execute(select(dl.c.lead_id).where(
-                dl.c.lead_id.in_([r.id for r in orphans]), dl.c.status == "failed")).scalars())
+            orphan_ids = [r.id for r in orphans]
+            retrying = delivery_store.retrying_leads(conn, orphan_ids)
             for r in orphans:
                 rollup[(day_of(r.received_at), "lead", r.source,
                         lead_category(r.status, r.id in retrying))] += 1
-            for lead_id, destination, status in conn.execute(select(
-                    dl.c.lead_id, dl.c.destination, dl.c.status).where(
-                    dl.c.lead_id.in_([r.id for r in orphans]))):
+            for lead_id, destination, status in delivery_store.statuses_of_leads(conn, orphan_ids):
                 rollup[(day_of(found.leads[lead_id].received_at), "delivery", destination,
                         status)] += 1
             add_to_rollup(conn, rollup)
-        ek, q, th = t.event_keys, t.quarantine, t.threads
-        report.deleted["event_keys"] = conn.execute(delete(ek).where(
-            or_(ek.c.lead_id.in_(lead_ids), ek.c.inbound_id.in_(raw)))).rowcount
-        report.deleted.update(delete_leads(conn, lead_ids))
-        for source, key in found.thread_keys:
-            report.deleted["threads"] += conn.execute(
-                delete(th).where(th.c.source == source, th.c.key == key)).rowcount
-        report.deleted["quarantine"] = conn.execute(
-            delete(q).where(q.c.inbound_id.in_(raw))).rowcount
-        report.deleted["inbound_events"] = conn.execute(
-            delete(ie).where(ie.c.id.in_(raw))).rowcount
+        report.deleted["event_keys"] = event_keys.delete_of(conn, lead_ids, raw)
+        report.deleted.update(lead_store.delete_with_dependents(conn, lead_ids))
+        report.deleted["threads"] += thread_store.delete_keys(conn, list(found.thread_keys))
+        report.deleted["quarantine"] = quarantine_store.delete_of_requests(conn, raw)
+        report.deleted["inbound_events"] = raw_requests.delete_ids(conn, raw)
         # quarantine entries of leads the worker quarantined point at raw requests kept above
-        conn.execute(delete(q).where(q.c.lead_id.in_(lead_ids), ~exists().where(
-            ie.c.id == q.c.inbound_id)))
+        quarantine_store.delete_orphans_of_leads(conn, lead_ids)
     truncate_wal(rt.db)
     return report
 
-
-def truncate_wal(engine: Engine, attempts: int = 20) -> bool:
-    """SQLite: copy the whole WAL into the database and empty it (TRUNCATE), so the -wal
-    file keeps no page as it was before the erasure. Waits for readers (a few tries);
-    False when it could not. Nothing to do on PostgreSQL."""
-    if engine.dialect.name != "sqlite":
-        return True
-    for _ in range(attempts):
-        raw = engine.raw_connection()
-        try:
-            driver = raw.driver_connection
-            assert driver is not None
-            busy, _log, _done = driver.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        finally:
-            raw.close()
-        if not busy:
-            return True
-        time.sleep(0.05)
-    return False

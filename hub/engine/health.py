@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import func, select
-
 from hub.runtime import Runtime
-from hub.store import tables as t
+from hub.store import queues
 
 STALL_S = 60.0
 
@@ -21,25 +19,16 @@ def stalled_queues(rt: Runtime, stall_s: float = STALL_S, now: float | None = No
     """Names of stalled queues: ``process`` and ``deliver:<destination>``."""
     now = time.time() if now is None else now
     out = []
-    ld, dl = t.leads, t.deliveries
     with rt.reader.connect() as conn:
-        oldest_received = conn.execute(
-            select(func.min(ld.c.received_at)).where(ld.c.status == "received")
-        ).scalar()
+        oldest_received = queues.oldest_received(conn)
         if oldest_received is not None and now - oldest_received > stall_s:
             out.append("process")
         overrides = rt.enabled_overrides()
-        due = conn.execute(
-            select(dl.c.destination, func.min(dl.c.next_attempt_at))
-            .where(dl.c.status.in_(("pending", "failed")), dl.c.next_attempt_at <= now - stall_s)
-            .group_by(dl.c.destination)
-        ).all()
+        due = queues.due_before(conn, now - stall_s)
         for dest, _oldest in due:
             if dest not in rt.config.destinations or not rt.is_enabled(dest, overrides):
                 continue  # a disabled destination holds its work on purpose
-            last_move = conn.execute(
-                select(func.max(dl.c.updated_at)).where(dl.c.destination == dest)
-            ).scalar()
+            last_move = queues.last_moved(conn, dest)
             if last_move is None or now - last_move > stall_s:
                 out.append(f"deliver:{dest}")
     return out

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from hub.models import Delivery, Lead
 from hub.runtime import Runtime
-from hub.store import tables as t
+from hub.store import deliveries as delivery_store
+from hub.store import leads as lead_store
 
 
 def lead_from_row(row: Any, deliveries: list[Any]) -> Lead:
@@ -28,9 +29,7 @@ def load_leads(conn: Connection, rows: list[Any]) -> list[Lead]:
     ids = [r.id for r in rows]
     by_lead: dict[str, list[Any]] = {i: [] for i in ids}
     if ids:
-        for d in conn.execute(
-            select(t.deliveries).where(t.deliveries.c.lead_id.in_(ids)).order_by(t.deliveries.c.id)
-        ):
+        for d in delivery_store.of_leads(conn, ids):
             by_lead[d.lead_id].append(d)
     return [lead_from_row(r, by_lead[r.id]) for r in rows]
 
@@ -40,13 +39,13 @@ def get_leads(rt: Runtime, lead_ids: list[str]) -> dict[str, Lead]:
     if not lead_ids:
         return {}
     with rt.reader.connect() as conn:
-        rows = list(conn.execute(select(t.leads).where(t.leads.c.id.in_(lead_ids))))
+        rows = lead_store.by_ids(conn, lead_ids)
         return {lead.id: lead for lead in load_leads(conn, rows)}
 
 
 def get_lead(rt: Runtime, lead_id: str) -> Lead | None:
     with rt.reader.connect() as conn:
-        row = conn.execute(select(t.leads).where(t.leads.c.id == lead_id)).first()
+        row = lead_store.by_id(conn, lead_id)
         if row is None:
             return None
         return load_leads(conn, [row])[0]

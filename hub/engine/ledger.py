@@ -18,9 +18,9 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import Connection, Engine, exists, func, select
+from sqlalchemy import Connection, Engine
 
-from hub.store import tables as t
+from hub.store import ledger as ledger_store
 
 LEAD_KEYS = ("delivered", "partially_delivered", "pending", "failed", "dead", "unrouted")
 EVENT_KEYS = ("events", "leads", "duplicates", "non_lead", "quarantined")
@@ -71,8 +71,8 @@ def add_leads(row: dict[str, int], category: str, n: int) -> None:
 
 def rolled_up_until(conn: Connection) -> float | None:
     """The end of the last UTC day whose rows retention purged, None when none was."""
-    last = conn.execute(select(func.max(t.ledger_rollup.c.day))).scalar()
-    return None if last is None else float(last) + DAY_S
+    last = ledger_store.last_rolled_up_day(conn)
+    return None if last is None else last + DAY_S
 
 
 def ledger(engine: Engine, since: float | None = None, until: float | None = None) -> dict[str, Any]:
@@ -82,43 +82,24 @@ def ledger(engine: Engine, since: float | None = None, until: float | None = Non
     by_dest: dict[str, dict[str, int]] = defaultdict(
         lambda: {"pending": 0, "delivered": 0, "failed": 0, "dead": 0}
     )
-    ie, ld, dl, ru = t.inbound_events, t.leads, t.deliveries, t.ledger_rollup
     with engine.connect() as conn:
         purged_until = rolled_up_until(conn)
         if purged_until is not None:  # a purged day counts whole (module doc)
             lo = day_of(lo) if lo < purged_until else lo
             hi = day_of(hi) if hi < purged_until else hi
-        for source, outcome, n in conn.execute(
-            select(ie.c.source, ie.c.outcome, func.sum(ie.c.events))
-            .where(ie.c.received_at >= lo, ie.c.received_at < hi, ie.c.outcome != "retry")
-            .group_by(ie.c.source, ie.c.outcome)
-        ):
+        for source, outcome, n in ledger_store.event_counts(conn, lo, hi):
             add_events(by_source[source], outcome, int(n or 0))
-        retrying = exists().where(dl.c.lead_id == ld.c.id, dl.c.status == "failed")
-        for source, status, is_retrying, n in conn.execute(
-            select(ld.c.source, ld.c.status, retrying, func.count())
-            .where(ld.c.received_at >= lo, ld.c.received_at < hi)
-            .group_by(ld.c.source, ld.c.status, retrying)
-        ):
+        for source, status, is_retrying, n in ledger_store.lead_counts(conn, lo, hi):
             add_leads(by_source[source], lead_category(status, bool(is_retrying)), n)
         if purged_until is not None:
-            for kind, name, key, n in conn.execute(
-                select(ru.c.kind, ru.c.name, ru.c.key, func.sum(ru.c.n))
-                .where(ru.c.day >= lo, ru.c.day < hi)
-                .group_by(ru.c.kind, ru.c.name, ru.c.key)
-            ):
+            for kind, name, key, n in ledger_store.rollup_counts(conn, lo, hi):
                 if kind == "event":
                     add_events(by_source[name], key, int(n))
                 elif kind == "lead":
                     add_leads(by_source[name], key, int(n))
                 elif kind == "delivery":
                     by_dest[name][key] = by_dest[name].get(key, 0) + int(n)
-        for dest, status, n in conn.execute(
-            select(dl.c.destination, dl.c.status, func.count())
-            .join(ld, ld.c.id == dl.c.lead_id)
-            .where(ld.c.received_at >= lo, ld.c.received_at < hi)
-            .group_by(dl.c.destination, dl.c.status)
-        ):
+        for dest, status, n in ledger_store.delivery_counts(conn, lo, hi):
             by_dest[dest][status] += n
     totals = _empty()
     for row in by_source.values():

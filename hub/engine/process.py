@@ -13,9 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Connection
 
 from hub.capabilities import Capability
 from hub.engine.ingest import new_id
@@ -23,7 +21,13 @@ from hub.engine.routing import RouteDecision, choose_route, weighted_sequence
 from hub.errors import PermanentError, RetryableError
 from hub.models import Lead
 from hub.runtime import Runtime
-from hub.store import tables as t
+from hub.store import contact_keys as contact_store
+from hub.store import counters
+from hub.store import deliveries as delivery_store
+from hub.store import leads as lead_store
+from hub.store import quarantine as quarantine_store
+from hub.store.contact_keys import ContactKey
+from hub.store.deliveries import NewDelivery
 
 log = logging.getLogger("leadhub.process")
 LEASE_S = 30.0
@@ -47,53 +51,20 @@ def contact_keys(lead: Lead) -> list[str]:
 def claim_leads(conn: Connection, now: float, limit: int = BATCH) -> list[Any]:
     """Lease up to ``limit`` leads waiting to be processed (SKIP LOCKED on PostgreSQL;
     SQLite serializes writers, and the transaction began IMMEDIATE)."""
-    q = (
-        select(t.leads.c.id)
-        .where(t.leads.c.status == "received", t.leads.c.lease_until < now)
-        .order_by(t.leads.c.received_at, t.leads.c.id)
-        .limit(limit)
-    )
-    if conn.dialect.name == "postgresql":
-        q = q.with_for_update(skip_locked=True)
-    ids = list(conn.execute(q).scalars())
-    if not ids:
-        return []
-    conn.execute(update(t.leads).where(t.leads.c.id.in_(ids)).values(lease_until=now + LEASE_S))
-    rows = conn.execute(
-        select(t.leads).where(t.leads.c.id.in_(ids)).order_by(t.leads.c.received_at, t.leads.c.id)
-    )
-    return list(rows)
+    return lead_store.claim_received(conn, now, limit, lease_until=now + LEASE_S)
 
 
 def next_counter(conn: Connection, name: str, step: int = 1) -> int:
     """Advance a shared persistent counter atomically by ``step`` and return its new value
     (1-based): the values ``new - step + 1 .. new`` are the caller's."""
-    ins = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(t.counters)
-    stmt = ins.values(name=name, value=step).on_conflict_do_update(
-        index_elements=["name"], set_={"value": t.counters.c.value + step}
-    ).returning(t.counters.c.value)
-    return int(conn.execute(stmt).scalar_one())
+    return counters.advance(conn, name, step)
 
 
 def create_deliveries(conn: Connection, lead_id: str, destinations: Iterable[str], now: float) -> None:
-    existing = set(
-        conn.execute(
-            select(t.deliveries.c.destination).where(t.deliveries.c.lead_id == lead_id)
-        ).scalars()
-    )
-    rows = [
-        _delivery_row(lead_id, d, now) for d in dict.fromkeys(destinations) if d not in existing
-    ]
-    if rows:
-        conn.execute(insert(t.deliveries), rows)
-
-
-def _delivery_row(lead_id: str, destination: str, now: float) -> dict[str, Any]:
-    return dict(
-        id=new_id(), lead_id=lead_id, destination=destination, status="pending",
-        idempotency_key=f"{lead_id}:{destination}", attempts=0, next_attempt_at=now,
-        lease_until=0.0, uncertain=False, created_at=now, updated_at=now,
-    )
+    existing = set(delivery_store.destinations_of(conn, lead_id))
+    delivery_store.add(conn, [
+        NewDelivery(new_id(), lead_id, d) for d in dict.fromkeys(destinations) if d not in existing
+    ], now)
 
 
 @dataclass
@@ -127,14 +98,9 @@ class _KeyIndex:
         self.by_key: dict[str, list[tuple[float, str, str | None]]] = {}
 
     def load(self, conn: Connection, keys: list[str], since: float, until: float) -> None:
-        ck = t.contact_keys
         for part in _chunks(sorted(set(keys))):
-            rows = conn.execute(
-                select(ck.c.key, ck.c.received_at, ck.c.lead_id, t.leads.c.duplicate_of)
-                .join(t.leads, t.leads.c.id == ck.c.lead_id)
-                .where(ck.c.key.in_(part), ck.c.received_at >= since, ck.c.received_at <= until)
-            )
-            for key, received_at, lead_id, duplicate_of in rows:
+            for key, received_at, lead_id, duplicate_of in contact_store.in_window(
+                    conn, part, since, until):
                 self.by_key.setdefault(key, []).append((received_at, lead_id, duplicate_of))
 
     def add(self, keys: list[str], received_at: float, lead_id: str, duplicate_of: str | None) -> None:
@@ -164,17 +130,7 @@ def _sticky_prior(conn: Connection, p: _Prepared, assigned: dict[str, list[tuple
     """The manager of the latest earlier lead of this contact that has one (store + batch)."""
     if not p.keys:
         return None
-    row = conn.execute(
-        select(t.leads.c.received_at, t.leads.c.assigned_to)
-        .join(t.contact_keys, t.contact_keys.c.lead_id == t.leads.c.id)
-        .where(
-            t.contact_keys.c.key.in_(p.keys),
-            t.leads.c.assigned_to.is_not(None),
-            t.leads.c.id != p.lead.id,
-        )
-        .order_by(t.leads.c.received_at.desc())
-        .limit(1)
-    ).first()
+    row = contact_store.latest_assigned(conn, p.keys, other_than=p.lead.id)
     best = (row.received_at, str(row.assigned_to)) if row is not None else None
     for key in p.keys:
         for cand in assigned.get(key, ()):
@@ -191,10 +147,7 @@ def _route_batch(rt: Runtime, conn: Connection, prepared: list[_Prepared], now: 
     ids = [p.lead.id for p in prepared]
     current: dict[str, Any] = {}
     for part in _chunks(ids):
-        q = select(t.leads.c.id, t.leads.c.status, t.leads.c.data).where(t.leads.c.id.in_(part))
-        if conn.dialect.name == "postgresql":
-            q = q.with_for_update()
-        current.update({r.id: r for r in conn.execute(q)})
+        current.update({r.id: r for r in lead_store.lock_current(conn, part)})
     batch: list[_Prepared] = []
     for p in prepared:
         cur = current.get(p.lead.id)
@@ -223,10 +176,7 @@ def _route_batch(rt: Runtime, conn: Connection, prepared: list[_Prepared], now: 
     outside = sorted({o for o in originals.values() if o is not None} - set(originals))
     stored_dests: dict[str, list[str]] = {}
     for part in _chunks(outside):
-        for lead_id, dest in conn.execute(
-            select(t.deliveries.c.lead_id, t.deliveries.c.destination)
-            .where(t.deliveries.c.lead_id.in_(part))
-        ):
+        for lead_id, dest in delivery_store.destinations_of_leads(conn, part):
             stored_dests.setdefault(lead_id, []).append(dest)
 
     # managers: sticky looks at the contact's earlier leads; counters advance once per route
@@ -274,35 +224,22 @@ def _route_batch(rt: Runtime, conn: Connection, prepared: list[_Prepared], now: 
     existing: set[tuple[str, str]] = set()
     for part in _chunks([p.lead.id for p in batch]):
         existing.update(
-            (r.lead_id, r.destination) for r in conn.execute(
-                select(t.deliveries.c.lead_id, t.deliveries.c.destination)
-                .where(t.deliveries.c.lead_id.in_(part))
-            )
-        )
-    key_rows = [{"key": k, "lead_id": p.lead.id, "received_at": p.row.received_at}
-                for p in batch for k in p.keys]
-    delivery_rows = [
-        _delivery_row(lead_id, d, now)
+            (r.lead_id, r.destination) for r in delivery_store.destinations_of_leads(conn, part))
+    key_rows = [ContactKey(k, p.lead.id, p.row.received_at) for p in batch for k in p.keys]
+    new_deliveries = [
+        NewDelivery(new_id(), lead_id, d)
         for lead_id, dests in in_batch_dests.items()
         for d in dict.fromkeys(dests) if (lead_id, d) not in existing
     ]
-    lead_rows = []
+    routed = []
     for p in batch:
         data = p.lead.to_json_dict()
         data.pop("deliveries", None)
-        lead_rows.append({"b_id": p.lead.id, "b_status": p.lead.status, "b_data": data,
-                          "b_dup": p.lead.duplicate_of, "b_assigned": p.lead.assigned_to})
-    if key_rows:
-        conn.execute(insert(t.contact_keys), key_rows)
-    if delivery_rows:
-        conn.execute(insert(t.deliveries), delivery_rows)
-    conn.execute(
-        update(t.leads).where(t.leads.c.id == bindparam("b_id")).values(
-            status=bindparam("b_status"), data=bindparam("b_data"),
-            duplicate_of=bindparam("b_dup"), assigned_to=bindparam("b_assigned"),
-            lease_until=0.0, updated_at=now),
-        lead_rows,
-    )
+        routed.append(lead_store.RoutedLead(p.lead.id, p.lead.status, data, p.lead.duplicate_of,
+                                            p.lead.assigned_to))
+    contact_store.add(conn, key_rows)
+    delivery_store.add(conn, new_deliveries, now)
+    lead_store.write_routed(conn, routed, now)
     return out
 
 
@@ -313,17 +250,6 @@ def _annotates(rt: Runtime, destination: str) -> bool:
 
 ENRICH_RETRY_S = 60.0
 ENRICH_HORIZON_S = 24 * 3600.0
-
-
-def _quarantine_lead(conn: Connection, row: Any, reason: str, now: float) -> None:
-    """The event turns out not to be a lead after all: it moves to quarantine (ledger too)."""
-    conn.execute(t.leads.delete().where(t.leads.c.id == row.id))
-    conn.execute(update(t.inbound_events).where(t.inbound_events.c.id == row.inbound_id)
-                 .values(outcome="quarantined", lead_id=None, note=reason))
-    conn.execute(insert(t.quarantine).values(
-        id=new_id(), inbound_id=row.inbound_id or "", source=row.source, reason=reason,
-        state="open", created_at=now, updated_at=now,
-    ))
 
 
 def enrich(rt: Runtime, rows: list[Any], now: float) -> list[Any]:
@@ -350,21 +276,19 @@ def enrich(rt: Runtime, rows: list[Any], now: float) -> list[Any]:
             if now - row.received_at < ENRICH_HORIZON_S:
                 log.warning("enrichment of a %s lead failed, will retry: %s", row.source, exc)
                 with rt.db.begin() as conn:
-                    conn.execute(update(t.leads).where(t.leads.c.id == row.id)
-                                 .values(lease_until=now + ENRICH_RETRY_S))
+                    lead_store.extend_lease(conn, row.id, now + ENRICH_RETRY_S)
                 continue
             reason = f"enrichment kept failing for a day: {exc}"
         except Exception as exc:
             reason = f"enrichment failed: {type(exc).__name__}: {exc}"
         with rt.db.begin() as conn:
             if reason is not None:
-                _quarantine_lead(conn, row, reason, now)
+                # not a lead after all: it moves to quarantine (the ledger follows)
+                quarantine_store.quarantine_lead(conn, new_id(), row, reason, now)
                 continue
             data = lead.to_json_dict()
             data.pop("deliveries", None)
-            conn.execute(update(t.leads).where(t.leads.c.id == row.id)
-                         .values(data=data, needs_enrichment=False))
-            ready.append(conn.execute(select(t.leads).where(t.leads.c.id == row.id)).one())
+            ready.append(lead_store.set_enriched(conn, row.id, data))
     return ready
 
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import select, update
-
 from hub.engine.jobs import wake_drain, wake_process
 from hub.engine.process import create_deliveries
 from hub.engine.routing import choose_route
 from hub.models import Lead
 from hub.runtime import Runtime
-from hub.store import tables as t
+from hub.store import deliveries as delivery_store
+from hub.store import leads as lead_store
 
 
 def replay_lead(rt: Runtime, lead_id: str) -> bool:
@@ -20,7 +19,7 @@ def replay_lead(rt: Runtime, lead_id: str) -> bool:
     lookup in the destination, so nothing is created twice). False if there is no such lead."""
     now = time.time()
     with rt.db.begin() as conn:
-        row = conn.execute(select(t.leads).where(t.leads.c.id == lead_id)).first()
+        row = lead_store.by_id(conn, lead_id)
         if row is None:
             return False
         if row.status not in ("received", "duplicate"):
@@ -28,17 +27,11 @@ def replay_lead(rt: Runtime, lead_id: str) -> bool:
             decision = choose_route(lead, rt.config.routes, rt.config.hub.default_destinations)
             create_deliveries(conn, lead_id, decision.destinations, now)
             if decision.destinations and row.status == "unrouted":
-                conn.execute(update(t.leads).where(t.leads.c.id == lead_id).values(status="routed"))
-        revived = conn.execute(
-            update(t.deliveries)
-            .where(t.deliveries.c.lead_id == lead_id, t.deliveries.c.status.in_(("dead", "failed")))
-            .values(status="pending", next_attempt_at=now, first_attempt_at=None, updated_at=now)
-        ).rowcount
+                lead_store.set_routed(conn, lead_id)
+        revived = delivery_store.revive_of_lead(conn, lead_id, now)
         if revived and row.status in ("failed", "partially_delivered"):
-            conn.execute(update(t.leads).where(t.leads.c.id == lead_id).values(status="routed"))
-        dests = list(conn.execute(
-            select(t.deliveries.c.destination).where(t.deliveries.c.lead_id == lead_id)
-        ).scalars())
+            lead_store.set_routed(conn, lead_id)
+        dests = delivery_store.destinations_of(conn, lead_id)
     wake_process(rt)
     for d in dests:
         wake_drain(rt, d)
@@ -49,21 +42,11 @@ def retry_delivery(rt: Runtime, delivery_id: str) -> bool:
     """Try a failed or dead delivery now; a delivered one is left alone. False if unknown."""
     now = time.time()
     with rt.db.begin() as conn:
-        row = conn.execute(select(t.deliveries).where(t.deliveries.c.id == delivery_id)).first()
+        row = delivery_store.by_id(conn, delivery_id)
         if row is None:
             return False
         if row.status in ("failed", "dead", "pending"):
-            conn.execute(
-                update(t.deliveries).where(t.deliveries.c.id == delivery_id).values(
-                    status="pending", next_attempt_at=now, updated_at=now,
-                    first_attempt_at=None if row.status == "dead" else row.first_attempt_at,
-                )
-            )
-            conn.execute(
-                update(t.leads)
-                .where(t.leads.c.id == row.lead_id,
-                       t.leads.c.status.in_(("failed", "partially_delivered")))
-                .values(status="routed", updated_at=now)
-            )
+            delivery_store.retry_now(conn, row, now)
+            lead_store.reopen(conn, row.lead_id, now)
     wake_drain(rt, row.destination)
     return True

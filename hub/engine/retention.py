@@ -27,23 +27,23 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
-from sqlalchemy import Connection, Engine, Select, delete, exists, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Connection, Engine
 
 from hub.config import HubSettings
 from hub.engine.ledger import DAY_S, day_of, lead_category
-from hub.store import tables as t
+from hub.store import deliveries as delivery_store
+from hub.store import event_keys, raw_requests
+from hub.store import leads as lead_store
+from hub.store import quarantine as quarantine_store
+from hub.store import threads as thread_store
+from hub.store.ledger import RollupKey, add_to_rollup
 
 BATCH = 500
 #: batches per scheduler tick: the sweep loop waits for at most this many short transactions
 BATCHES_PER_TICK = 4
 #: how often the scheduler looks for rows to purge once nothing is left
 IDLE_INTERVAL_S = 600.0
-
-RollupKey = tuple[float, str, str, str]  # (day, kind, name, key) of ledger_rollup
 
 
 @dataclass(frozen=True)
@@ -99,18 +99,8 @@ def purge(engine: Engine, settings: HubSettings, now: float, *, batch: int = BAT
     return report
 
 
-def _oldest(conn: Connection, stmt: Select[Any], table: Any, limit: int) -> Select[Any]:
-    stmt = stmt.limit(limit)
-    if conn.dialect.name == "postgresql":  # another scheduler's batch is skipped, not counted twice
-        stmt = stmt.with_for_update(skip_locked=True, of=table)
-    return stmt
-
-
 def _purge_raw(conn: Connection, cut: float, limit: int) -> Counter[str]:
-    ie = t.inbound_events
-    rows = list(conn.execute(_oldest(
-        conn, select(ie.c.id, ie.c.source, ie.c.received_at, ie.c.outcome, ie.c.events)
-        .where(ie.c.received_at < cut).order_by(ie.c.received_at), ie, limit)))
+    rows = raw_requests.oldest(conn, cut, limit)
     if not rows:
         return Counter(inbound_events=0)
     rollup: Counter[RollupKey] = Counter()
@@ -119,18 +109,13 @@ def _purge_raw(conn: Connection, cut: float, limit: int) -> Counter[str]:
             rollup[(day_of(r.received_at), "event", r.source, r.outcome)] += int(r.events)
     add_to_rollup(conn, rollup)
     ids = [r.id for r in rows]
-    quarantined = conn.execute(delete(t.quarantine).where(t.quarantine.c.inbound_id.in_(ids)))
-    conn.execute(delete(ie).where(ie.c.id.in_(ids)))
-    return Counter(inbound_events=len(ids), quarantine=quarantined.rowcount)
+    quarantined = quarantine_store.delete_of_requests(conn, ids)
+    raw_requests.delete_ids(conn, ids)
+    return Counter(inbound_events=len(ids), quarantine=quarantined)
 
 
 def _purge_leads(conn: Connection, cut: float, limit: int) -> Counter[str]:
-    ld, dl = t.leads, t.deliveries
-    retrying = exists().where(dl.c.lead_id == ld.c.id, dl.c.status == "failed")
-    rows = list(conn.execute(_oldest(
-        conn, select(ld.c.id, ld.c.source, ld.c.received_at, ld.c.status,
-                     retrying.label("retrying"))
-        .where(ld.c.received_at < cut).order_by(ld.c.received_at), ld, limit)))
+    rows = lead_store.oldest(conn, cut, limit)
     if not rows:
         return Counter(leads=0)
     ids = [r.id for r in rows]
@@ -138,56 +123,22 @@ def _purge_leads(conn: Connection, cut: float, limit: int) -> Counter[str]:
     rollup: Counter[RollupKey] = Counter()
     for r in rows:
         rollup[(day[r.id], "lead", r.source, lead_category(r.status, bool(r.retrying)))] += 1
-    for lead_id, destination, status in conn.execute(
-            select(dl.c.lead_id, dl.c.destination, dl.c.status).where(dl.c.lead_id.in_(ids))):
+    for lead_id, destination, status in delivery_store.statuses_of_leads(conn, ids):
         rollup[(day[lead_id], "delivery", destination, status)] += 1
     add_to_rollup(conn, rollup)
-    return delete_leads(conn, ids)
-
-
-def delete_leads(conn: Connection, ids: list[str]) -> Counter[str]:
-    """Delete leads and everything that hangs off them (not their raw requests); the rows
-    deleted per table. Shared by retention and erasure."""
-    deleted: Counter[str] = Counter()
-    for table in (t.deliveries, t.contact_keys, t.threads):
-        deleted[table.name] = conn.execute(delete(table).where(table.c.lead_id.in_(ids))).rowcount
-    # duplicates of a deleted lead keep their own record, not a dangling pointer
-    conn.execute(update(t.leads).where(t.leads.c.duplicate_of.in_(ids)).values(duplicate_of=None))
-    deleted["leads"] = conn.execute(delete(t.leads).where(t.leads.c.id.in_(ids))).rowcount
-    return deleted
+    return lead_store.delete_with_dependents(conn, ids)
 
 
 def _purge_event_keys(conn: Connection, cut: float, limit: int) -> Counter[str]:
-    ek = t.event_keys
-    keys = list(conn.execute(_oldest(
-        conn, select(ek.c.source, ek.c.event_key).where(ek.c.seen_at < cut), ek, limit)))
-    for source, key in keys:
-        conn.execute(delete(ek).where(ek.c.source == source, ek.c.event_key == key))
+    keys = [(r.source, r.event_key) for r in event_keys.oldest(conn, cut, limit)]
+    event_keys.delete_keys(conn, keys)
     return Counter(event_keys=len(keys))
 
 
 def _purge_threads(conn: Connection, cut: float, limit: int) -> Counter[str]:
-    th = t.threads
-    keys = list(conn.execute(_oldest(
-        conn, select(th.c.source, th.c.key).where(th.c.last_seen < cut), th, limit)))
-    for source, key in keys:
-        conn.execute(delete(th).where(th.c.source == source, th.c.key == key))
+    keys = [(r.source, r.key) for r in thread_store.quiet_since(conn, cut, limit)]
+    thread_store.delete_keys(conn, keys)
     return Counter(threads=len(keys))
-
-
-def add_to_rollup(conn: Connection, counts: Counter[RollupKey]) -> None:
-    """Add ``counts`` to ``ledger_rollup`` (an upsert on both dialects)."""
-    rows = [{"day": day, "kind": kind, "name": name, "key": key, "n": n}
-            for (day, kind, name, key), n in counts.items() if n]
-    if not rows:
-        return
-    ru = t.ledger_rollup
-    make = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    stmt = make(ru)
-    conn.execute(stmt.on_conflict_do_update(
-        index_elements=[ru.c.day, ru.c.kind, ru.c.name, ru.c.key],
-        set_={"n": ru.c.n + stmt.excluded.n},
-    ), rows)
 
 
 class RetentionSchedule:

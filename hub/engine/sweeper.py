@@ -12,12 +12,11 @@ import time
 from dataclasses import dataclass, field
 
 import redis
-from sqlalchemy import func, select
 
 from hub.engine.drain_control import breaker_open
 from hub.engine.jobs import wake_drain, wake_process
 from hub.runtime import Runtime
-from hub.store import tables as t
+from hub.store import queues
 
 
 @dataclass
@@ -29,28 +28,12 @@ class SweepResult:
 
 def due_destinations(rt: Runtime, now: float) -> list[str]:
     with rt.reader.connect() as conn:
-        return list(
-            conn.execute(
-                select(t.deliveries.c.destination)
-                .where(
-                    t.deliveries.c.status.in_(("pending", "failed")),
-                    t.deliveries.c.next_attempt_at <= now,
-                    t.deliveries.c.lease_until < now,
-                )
-                .group_by(t.deliveries.c.destination)
-            ).scalars()
-        )
+        return queues.due_destinations(conn, now)
 
 
 def received_waiting(rt: Runtime, now: float) -> int:
     with rt.reader.connect() as conn:
-        return int(
-            conn.execute(
-                select(func.count())
-                .select_from(t.leads)
-                .where(t.leads.c.status == "received", t.leads.c.lease_until < now)
-            ).scalar_one()
-        )
+        return queues.received_waiting(conn, now)
 
 
 def sweep(rt: Runtime) -> SweepResult:

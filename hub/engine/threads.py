@@ -16,11 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection
 
 from hub.connectors import CallInfo
 from hub.models import Call, Lead
-from hub.store import tables as t
+from hub.store import leads as lead_store
+from hub.store import threads as thread_store
+from hub.store.threads import ThreadRow
 
 if TYPE_CHECKING:
     from hub.engine.ingest import EventDraft, IngestItem
@@ -137,20 +139,15 @@ class Threads:
                     wanted.setdefault(item.request.source, set()).add(ev.thread)
         lead_ids: set[str] = set()
         for source, keys in wanted.items():
-            rows = conn.execute(
-                select(t.threads).where(t.threads.c.source == source, t.threads.c.key.in_(sorted(keys)))
-            )
-            for r in rows:
+            for r in thread_store.of_keys(conn, source, sorted(keys)):
                 self.state[(source, r.key)] = _Thread(
                     r.lead_id, r.last_seen, r.applied_seq, list(r.pending or []), stored=True
                 )
                 if r.lead_id:
                     lead_ids.add(r.lead_id)
         if lead_ids:
-            q = select(t.leads.c.id, t.leads.c.data).where(t.leads.c.id.in_(sorted(lead_ids)))
-            if conn.dialect.name == "postgresql":
-                q = q.with_for_update()  # a worker must not write the lead between our read and write
-            for lead_id, data in conn.execute(q):
+            # locked: a worker must not write the lead between our read and write
+            for lead_id, data in lead_store.lock_data(conn, sorted(lead_ids)):
                 self.existing[lead_id] = Lead.model_validate(data)
         return self
 
@@ -214,28 +211,11 @@ class Threads:
         return lead
 
     def save(self, conn: Connection) -> None:
-        if self.changed:
-            conn.execute(
-                update(t.leads).where(t.leads.c.id == bindparam("l_id"))
-                .values(data=bindparam("l_data"), updated_at=bindparam("l_now")),
-                [{"l_id": i, "l_data": _data(self.existing[i]), "l_now": _now(self)} for i in self.changed],
-            )
-        new = [(k, s) for k, s in self.state.items() if s.dirty and not s.stored]
-        old = [(k, s) for k, s in self.state.items() if s.dirty and s.stored]
-        if new:
-            conn.execute(insert(t.threads), [
-                {"source": k[0], "key": k[1], "lead_id": s.lead_id, "last_seen": s.last_seen,
-                 "applied_seq": s.applied_seq, "pending": s.pending} for k, s in new
-            ])
-        if old:
-            conn.execute(
-                update(t.threads)
-                .where(t.threads.c.source == bindparam("t_source"), t.threads.c.key == bindparam("t_key"))
-                .values(lead_id=bindparam("t_lead"), last_seen=bindparam("t_seen"),
-                        applied_seq=bindparam("t_seq"), pending=bindparam("t_pending")),
-                [{"t_source": k[0], "t_key": k[1], "t_lead": s.lead_id, "t_seen": s.last_seen,
-                  "t_seq": s.applied_seq, "t_pending": s.pending} for k, s in old],
-            )
+        lead_store.set_data(conn, {i: _data(self.existing[i]) for i in self.changed}, _now(self))
+        dirty = [(ThreadRow(k[0], k[1], s.lead_id, s.last_seen, s.applied_seq, s.pending), s.stored)
+                 for k, s in self.state.items() if s.dirty]
+        thread_store.insert_new(conn, [row for row, stored in dirty if not stored])
+        thread_store.update_existing(conn, [row for row, stored in dirty if stored])
 
 
 def _max_seq(a: int | None, b: int | None) -> int | None:

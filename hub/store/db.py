@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,8 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.pool import NullPool
+
+from hub.store.dialect import is_postgresql, is_sqlite
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 _migrate_lock = threading.Lock()
@@ -189,6 +192,26 @@ def checkpoint(engine: Engine) -> tuple[int, int]:
         raw.close()
 
 
+def truncate_wal(engine: Engine, attempts: int = 20) -> bool:
+    """SQLite: copy the whole WAL into the database and empty it (TRUNCATE), so the -wal
+    file keeps no page as it was before an erasure (``hub/engine/erasure.py``). Waits for
+    readers (a few tries); False when it could not. Nothing to do on PostgreSQL."""
+    if not is_sqlite(engine):
+        return True
+    for _ in range(attempts):
+        raw = engine.raw_connection()
+        try:
+            driver = raw.driver_connection
+            assert driver is not None
+            busy, _log, _done = driver.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            raw.close()
+        if not busy:
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def read_only(engine: Engine) -> Engine:
     """The same engine and pool, for work that only reads."""
     return engine.execution_options(**{READ_ONLY: True})
@@ -220,7 +243,7 @@ def migrate(engine: Engine) -> None:
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with _migrate_lock, engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
+        if is_postgresql(engine):
             # one migrating process at a time across the whole cluster
             conn.exec_driver_sql("SELECT pg_advisory_xact_lock(74201)")
         cfg.attributes["connection"] = conn

@@ -13,14 +13,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Engine, bindparam, case, select, update
+from sqlalchemy import Connection, Engine, bindparam, case, insert, select, update
 
 from hub.connectors import DeliveryItem
 from hub.engine.status import derive_status
 from hub.models import Lead
+from hub.store import StoredRow
 from hub.store import tables as t
+from hub.store.dialect import for_update
 
 log = logging.getLogger("leadhub.drain")
 d = t.deliveries
@@ -48,9 +50,7 @@ def lease_batch(
         .order_by(d.c.next_attempt_at, d.c.id)
         .limit(size * 2)
     )
-    if conn.dialect.name == "postgresql":
-        q = q.with_for_update(skip_locked=True)
-    rows = _whole_attempts(list(conn.execute(q)), size)
+    rows = _whole_attempts(list(conn.execute(for_update(conn, q, skip_locked=True))), size)
     if rows:
         certain = (d.c.uncertain.is_(False)) & (d.c.lease_until <= 0)
         conn.execute(
@@ -182,9 +182,7 @@ def record_attempt(engine: Engine, record: AttemptRecord, attempt: str, now: flo
         return set()
     with engine.begin() as conn:
         q = select(d.c.id).where(d.c.id.in_(ids), d.c.attempt_id == attempt)
-        if conn.dialect.name == "postgresql":
-            q = q.with_for_update()
-        ours = set(conn.execute(q).scalars())
+        ours = set(conn.execute(for_update(conn, q)).scalars())
         if len(ours) < len(ids):
             log.warning("%d outcome(s) dropped: their lease was taken over", len(ids) - len(ours))
         delivered = [r for r in record.delivered if r["b_id"] in ours]
@@ -223,7 +221,7 @@ def record_attempt(engine: Engine, record: AttemptRecord, attempt: str, now: flo
 
 
 def _refresh_statuses(conn: Connection, lead_ids: set[str], now: float) -> None:
-    """``refresh_lead_status`` for many leads: two reads and one executemany."""
+    """Each lead's status derived again from its deliveries: two reads, one executemany."""
     if not lead_ids:
         return
     current: dict[str, str] = {
@@ -245,3 +243,98 @@ def _refresh_statuses(conn: Connection, lead_ids: set[str], now: float) -> None:
             .values(status=bindparam("b_status"), updated_at=now),
             changed,
         )
+
+
+# --- creating, listing and reviving deliveries (process, replay, the admin API, retention,
+# erasure): the drain's lease and record are above ----------------------------------------
+
+
+class NewDelivery(NamedTuple):
+    id: str
+    lead_id: str
+    destination: str
+
+
+def add(conn: Connection, new: list[NewDelivery], now: float) -> None:
+    """Insert pending deliveries, due now (one executemany); the idempotency key a
+    destination sees is ``<lead id>:<destination>``."""
+    if not new:
+        return
+    conn.execute(insert(d), [
+        dict(id=n.id, lead_id=n.lead_id, destination=n.destination, status="pending",
+             idempotency_key=f"{n.lead_id}:{n.destination}", attempts=0, next_attempt_at=now,
+             lease_until=0.0, uncertain=False, created_at=now, updated_at=now)
+        for n in new
+    ])
+
+
+def destinations_of(conn: Connection, lead_id: str) -> list[str]:
+    return list(conn.execute(select(d.c.destination).where(d.c.lead_id == lead_id)).scalars())
+
+
+def destinations_of_leads(conn: Connection, lead_ids: list[str]) -> list[StoredRow]:
+    """``(lead_id, destination)`` of every delivery of these leads."""
+    return list(conn.execute(select(d.c.lead_id, d.c.destination).where(d.c.lead_id.in_(lead_ids))))
+
+
+def of_leads(conn: Connection, lead_ids: list[str]) -> list[StoredRow]:
+    """Every delivery of these leads (whole rows), in id order."""
+    return list(conn.execute(select(d).where(d.c.lead_id.in_(lead_ids)).order_by(d.c.id)))
+
+
+def by_id(conn: Connection, delivery_id: str) -> StoredRow | None:
+    return conn.execute(select(d).where(d.c.id == delivery_id)).first()
+
+
+def newest(conn: Connection, status: str | None, destination: str | None,
+           before_id: str | None, limit: int) -> list[StoredRow]:
+    """Up to ``limit`` deliveries, newest (highest id) first; an empty filter keeps all."""
+    stmt = select(d).order_by(d.c.id.desc()).limit(limit)
+    if status:
+        stmt = stmt.where(d.c.status == status)
+    if destination:
+        stmt = stmt.where(d.c.destination == destination)
+    if before_id:
+        stmt = stmt.where(d.c.id < before_id)
+    return list(conn.execute(stmt))
+
+
+def revive_of_lead(conn: Connection, lead_id: str, now: float) -> int:
+    """The lead's ``dead`` and ``failed`` deliveries are pending and due now, their retry
+    schedule started afresh; how many there were."""
+    return conn.execute(
+        update(d)
+        .where(d.c.lead_id == lead_id, d.c.status.in_(("dead", "failed")))
+        .values(status="pending", next_attempt_at=now, first_attempt_at=None, updated_at=now)
+    ).rowcount
+
+
+def retry_now(conn: Connection, row: StoredRow, now: float) -> None:
+    """Delivery ``row`` is pending and due now; a dead one starts its schedule afresh."""
+    conn.execute(
+        update(d).where(d.c.id == row.id).values(
+            status="pending", next_attempt_at=now, updated_at=now,
+            first_attempt_at=None if row.status == "dead" else row.first_attempt_at,
+        )
+    )
+
+
+def statuses_of_leads(conn: Connection, lead_ids: list[str]) -> list[StoredRow]:
+    """``(lead_id, destination, status)`` of every delivery of these leads."""
+    return list(conn.execute(
+        select(d.c.lead_id, d.c.destination, d.c.status).where(d.c.lead_id.in_(lead_ids))))
+
+
+def retrying_leads(conn: Connection, lead_ids: list[str]) -> set[str]:
+    """Of these leads, those with a delivery still retrying (``failed``)."""
+    return set(conn.execute(select(d.c.lead_id).where(
+        d.c.lead_id.in_(lead_ids), d.c.status == "failed")).scalars())
+
+
+def delivered_copies(conn: Connection, lead_ids: list[str]) -> list[StoredRow]:
+    """``(destination, lead_id, external_id)`` of these leads' delivered deliveries, by
+    destination and lead."""
+    return list(conn.execute(
+        select(d.c.destination, d.c.lead_id, d.c.external_id)
+        .where(d.c.lead_id.in_(lead_ids), d.c.status == "delivered")
+        .order_by(d.c.destination, d.c.lead_id)))
