@@ -29,12 +29,15 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr
 
 from hub.sdk import (
     Capability,
     Connector,
+    ConnectorClient,
+    DeliveryError,
     HookResponse,
+    HttpSettings,
     InboundRequest,
     Lead,
     LeadDraft,
@@ -65,7 +68,7 @@ AUTH_CODES = {10, 102, 104, 190, *range(200, 300)}
 PLATFORMS = {"fb": "facebook", "facebook": "facebook", "ig": "instagram", "instagram": "instagram"}
 
 
-class FacebookLeadAdsConfig(SourceConfig):
+class FacebookLeadAdsConfig(HttpSettings, SourceConfig):
     """Settings of a ``[sources.NAME]`` table with ``plugin = "facebook_leadads"``."""
 
     verify_token: SecretStr = Field(
@@ -92,13 +95,6 @@ class FacebookLeadAdsConfig(SourceConfig):
         "or ads_management) when the token allows.",
     )
 
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://")):
-            raise ValueError("must be an http(s) URL such as https://graph.facebook.com/v24.0")
-        return value.rstrip("/")
-
 
 class FacebookLeadAdsSource(Source[FacebookLeadAdsConfig]):
     """Lead Ads forms of Facebook Pages (and their Instagram ads)."""
@@ -109,7 +105,7 @@ class FacebookLeadAdsSource(Source[FacebookLeadAdsConfig]):
     retries_non_2xx = True
     kept_headers = ("x-hub-signature-256",)
     methods = ("GET", "POST")
-    _http: httpx.Client | None = None
+    _http: ConnectorClient | None = None
 
     def handshake(self, request: InboundRequest) -> HookResponse | None:
         return meta.handshake(request, self.config.verify_token)
@@ -161,22 +157,27 @@ class FacebookLeadAdsSource(Source[FacebookLeadAdsConfig]):
             self._http.close()
             self._http = None
 
-    def _client(self) -> httpx.Client:
+    def _client(self) -> ConnectorClient:
         if self._http is None:
-            self._http = httpx.Client(timeout=self.config.timeout_s,
-                                      headers={"User-Agent": "LeadHub (facebook_leadads)"})
+            # base_url and timeout_s from the config; the token travels in the query, and
+            # the client masks it (and appsecret_proof) in every error and log line
+            self._http = ConnectorClient(self.config, self.context, errors=_graph_error,
+                                         headers={"User-Agent": "LeadHub (facebook_leadads)"})
         return self._http
 
     def _fetch(self, leadgen_id: str) -> dict[str, Any]:
+        """The lead's JSON; a failure raises the ``hub.errors`` exception ``_graph_error``
+        (for a Graph error body) or the standard mapping says."""
         token = self.config.access_token.get_secret_value()
         proof = hmac.new(self.config.app_secret.get_secret_value().encode(), token.encode(),
                          hashlib.sha256).hexdigest()
         params = {"access_token": token, "appsecret_proof": proof, "fields": self.config.graph_fields}
-        try:
-            response = self._client().get(f"{self.config.base_url}/{leadgen_id}", params=params)
-        except httpx.HTTPError as exc:  # the token is in the URL: never put the exception text in logs
-            raise RetryableError(f"Graph API unreachable: {type(exc).__name__}") from None
-        return _result(response, leadgen_id)
+        response = self._client().get(f"/{leadgen_id}", params=params)
+        data = _json_or_none(response)
+        if not isinstance(data, dict) or not isinstance(data.get("field_data"), list):
+            raise PermanentError(f"Graph API GET /{leadgen_id}: {response.status_code} without "
+                                 "field_data (is field_data in graph_fields?)")
+        return data
 
 
 @hookimpl
@@ -184,31 +185,30 @@ def leadhub_register_connectors(register: Callable[[type[Connector[Any]]], None]
     register(FacebookLeadAdsSource)
 
 
-def _result(response: httpx.Response, leadgen_id: str) -> dict[str, Any]:
-    """The lead's JSON, or the error the engine should act on."""
-    try:
-        data = response.json()
-    except ValueError:
-        data = None
-    where = f"Graph API GET /{leadgen_id}: {response.status_code}"
-    if response.status_code == 200 and isinstance(data, dict) and "error" not in data:
-        if not isinstance(data.get("field_data"), list):
-            raise PermanentError(f"{where} without field_data (is field_data in graph_fields?)")
-        return data
+def _graph_error(response: httpx.Response) -> DeliveryError | None:
+    """What a Graph error body (``{"error": {"code", "error_subcode", ...}}``, whatever the
+    status) means; None for any other answer, which the standard mapping reads."""
+    data = _json_or_none(response)
     error = data.get("error") if isinstance(data, dict) else None
     if not isinstance(error, dict):
-        if response.status_code >= 500 or response.status_code == 429:
-            raise RetryableError(f"{where}, body is not a Graph error")
-        raise PermanentError(f"{where}, body is not a Graph error")
+        return None
     code, subcode = error.get("code"), error.get("error_subcode")
+    where = f"Graph API GET {response.request.url.path}: {response.status_code}"
     message = f"{where}, code {code}/{subcode}: {str(error.get('message'))[:300]}"
     if code in RATE_LIMIT_CODES:
-        raise RateLimited(message)
+        return RateLimited(message)
     if code in TRANSIENT_CODES or error.get("is_transient") is True or response.status_code >= 500:
-        raise RetryableError(message)
+        return RetryableError(message)
     if code in AUTH_CODES:
-        raise RetryableError(f"{message} (check access_token and its permissions)")
-    raise PermanentError(message)
+        return RetryableError(f"{message} (check access_token and its permissions)")
+    return PermanentError(message)
+
+
+def _json_or_none(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
 
 
 def _draft_from_graph(data: dict[str, Any]) -> LeadDraft:

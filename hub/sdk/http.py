@@ -95,7 +95,7 @@ ExcT = TypeVar("ExcT", bound=BaseException)
 
 class HttpSettings(BaseModel):
     """``base_url`` and ``timeout_s``, mixed into any connector config that talks to an HTTP
-    API: ``class Config(SourceConfig, HttpSettings)`` for a source that polls or enriches;
+    API: ``class Config(HttpSettings, SourceConfig)`` for a source that polls or enriches;
     destinations subclass ``HttpConnectorConfig``. A subclass may redeclare either field
     (a default ``base_url`` for a cloud API, its own description)."""
 
@@ -118,7 +118,7 @@ class HttpSettings(BaseModel):
         return value.rstrip("/")
 
 
-class HttpConnectorConfig(DestinationConfig, HttpSettings):
+class HttpConnectorConfig(HttpSettings, DestinationConfig):
     """The config base of a destination that talks to an HTTP API."""
 
 
