@@ -25,6 +25,7 @@ import re
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -32,7 +33,9 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
-FAULT_KINDS = ("500", "502", "503", "429", "timeout", "reset")
+FAULT_KINDS = ("500", "502", "503", "429", "400", "timeout", "reset")
+#: Refusals: they strike before the handler, as a refused request has no effect.
+REFUSALS = ("429", "400")
 
 
 @dataclass(frozen=True)
@@ -163,6 +166,7 @@ class FakeServer:
         self._routes: list[_Route] = []
         self._requests: list[RecordedRequest] = []
         self._unexpected: list[RecordedRequest] = []
+        self._statuses: Counter[int] = Counter()
         self._plan: FaultPlan | None = None
         self._stopping = threading.Event()
         self._connections: set[socket.socket] = set()
@@ -247,6 +251,11 @@ class FakeServer:
         with self.lock:
             return list(self._unexpected)
 
+    def answered(self, status: int) -> int:
+        """How many answers had ``status`` (a 429 of the fake's own rate limit included)."""
+        with self.lock:
+            return self._statuses[status]
+
     def requests_to(self, method: str, path: str) -> list[RecordedRequest]:
         return [r for r in self.requests if r.method == method.upper() and r.path == path]
 
@@ -261,6 +270,7 @@ class FakeServer:
         with self.lock:
             self._requests.clear()
             self._unexpected.clear()
+            self._statuses.clear()
 
     # ------------------------------------------------------------ faults
 
@@ -277,8 +287,8 @@ class FakeServer:
     ) -> contextlib.AbstractContextManager[None]:
         """Fail ``ratio`` of the expected requests with one of ``kinds``, until ``no_faults()``.
 
-        ``after_ratio`` of the faults strike after the effect was applied (``429`` always
-        strikes before: a rejected request has no effect). ``paths`` (prefixes) and
+        ``after_ratio`` of the faults strike after the effect was applied (``429`` and
+        ``400`` always strike before: a refused request has no effect). ``paths`` (prefixes) and
         ``methods`` narrow which requests may fail. Also a context manager:
         ``with fake.faults(...): ...`` ends them on leaving the block.
         """
@@ -324,7 +334,7 @@ class FakeServer:
         if plan is None or not plan.applies(method, path) or plan.rng.random() >= plan.ratio:
             return None
         kind = plan.rng.choice(plan.kinds)
-        when = "after" if kind != "429" and plan.rng.random() < plan.after_ratio else "before"
+        when = "after" if kind not in REFUSALS and plan.rng.random() < plan.after_ratio else "before"
         return kind, when
 
     def _dispatch(self, http: _Handler, body: bytes) -> None:
@@ -353,6 +363,8 @@ class FakeServer:
                     request = replace(request, fault=":".join(fault))
                 self._requests.append(request)
                 response = self._respond(request, matched, fault)
+            if response is not None:
+                self._statuses[response.status] += 1
         if response is None:  # a timeout or reset fault: hold, then drop the connection
             self._stopping.wait(self._plan_hang(request))
             http.close_connection = True

@@ -4,6 +4,7 @@ connector class, its settings, its payload files or its fake server, how to sign
 pytest runs the contract its kind keeps. See ``docs/writing-plugins.md``, "Testing your
 plugin"."""
 
+from hub.testing.kits.destination import DestinationHub, DestinationKit
 from hub.testing.kits.source import SourceKit
 
-__all__ = ["SourceKit"]
+__all__ = ["DestinationHub", "DestinationKit", "SourceKit"]

@@ -172,11 +172,14 @@ class KitHub:
 
 
 @contextmanager
-def running_kit_hub(config: str, workdir: Path, extra: list[tuple[str, object]]) -> Iterator[KitHub]:
-    """Run the hub's app for ``config`` (a plugins.toml text) on loopback, in this process."""
+def running_kit_hub(config: str, workdir: Path, extra: list[tuple[str, object]],
+                    hub: Mapping[str, Any] | None = None) -> Iterator[KitHub]:
+    """Run the hub's app for ``config`` (a plugins.toml text without ``[hub]``, whose
+    settings are ``hub``) on loopback, in this process."""
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / "plugins.toml"
-    path.write_text(f"[hub]\nadmin_token = {toml_value(ADMIN_TOKEN)}\n\n{config}", "utf-8")
+    path.write_text(toml_table("hub", {"admin_token": ADMIN_TOKEN, **(hub or {})}) + "\n" + config,
+                    "utf-8")
     redis = EmbeddedRedis(workdir / "redis")
     url = redis.start()
     try:

@@ -306,6 +306,9 @@ class FakeAmoCRM(FakeServer):
             self.count_429 += 1
             headers = {"Retry-After": str(self.retry_after)} if self.retry_after else {}
             return Response(429, TOO_MANY_BODY, "text/html; charset=utf-8", headers)
+        if kind == "400":  # a refused request: the validation-errors problem JSON
+            return validation_error([("0", [problem("NotSupportedChoice", "name",
+                                                    "injected fault")])])
         return Response(int(kind), f"<html><body><h1>{kind}</h1></body></html>", "text/html")
 
     # ------------------------------------------------------------ routes
