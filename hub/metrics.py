@@ -16,9 +16,9 @@ from prometheus_client import Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
-from hub.store import tables as t
+from hub.store import metrics as counts
 
 WEBHOOKS = Counter(
     "leadhub_webhooks_total", "Webhook requests by source and outcome", ["source", "outcome"]
@@ -55,38 +55,19 @@ class StoreCollector(Collector):
             f"Webhook received to delivered, over the last {LATENCY_SAMPLE} deliveries",
             labels=["destination"])
         now = time.time()
-        ie, ld, dl, q = t.inbound_events, t.leads, t.deliveries, t.quarantine
         with self.engine.connect() as conn:
-            for source, outcome, n in conn.execute(
-                select(ie.c.source, ie.c.outcome, func.count()).group_by(ie.c.source, ie.c.outcome)
-            ):
+            for source, outcome, n in counts.events(conn):
                 events.add_metric([source, outcome], n)
-            for source, status, n in conn.execute(
-                select(ld.c.source, ld.c.status, func.count()).group_by(ld.c.source, ld.c.status)
-            ):
+            for source, status, n in counts.leads(conn):
                 leads.add_metric([source, status], n)
-            for source, n in conn.execute(
-                select(q.c.source, func.count()).where(q.c.state == "open").group_by(q.c.source)
-            ):
+            for source, n in counts.open_quarantine(conn):
                 quarantine.add_metric([source], n)
-            for dest, status, n in conn.execute(
-                select(dl.c.destination, dl.c.status, func.count()).group_by(dl.c.destination, dl.c.status)
-            ):
+            for dest, status, n in counts.deliveries(conn):
                 deliveries.add_metric([dest, status], n)
-            for dest, n, oldest in conn.execute(
-                select(dl.c.destination, func.count(), func.min(dl.c.next_attempt_at))
-                .where(dl.c.status.in_(("pending", "failed")), dl.c.next_attempt_at <= now)
-                .group_by(dl.c.destination)
-            ):
+            for dest, n, oldest in counts.due(conn, now):
                 depth.add_metric([dest], n)
                 age.add_metric([dest], max(0.0, now - float(oldest)))
-            recent = conn.execute(
-                select(dl.c.destination, dl.c.delivered_at - ld.c.received_at)
-                .join(ld, ld.c.id == dl.c.lead_id)
-                .where(dl.c.status == "delivered", dl.c.delivered_at.is_not(None))
-                .order_by(dl.c.delivered_at.desc())
-                .limit(LATENCY_SAMPLE)
-            ).all()
+            recent = counts.recent_latencies(conn, LATENCY_SAMPLE)
         by_dest: dict[str, list[float]] = {}
         for dest, seconds in recent:
             by_dest.setdefault(dest, []).append(float(seconds))

@@ -32,8 +32,6 @@ NOT_CONVERTED = {
                              "(see ingest.py) in the same change",
     "hub/runtime.py": "reads connector_state (enabled_overrides); under edit by the runtime "
                       "and plugin work, move to hub/store/connector_state.py next",
-    "hub/metrics.py": "the Prometheus collector's aggregate queries; next to move "
-                      "(a hub/store module for the scrape-time counts)",
 }
 
 
