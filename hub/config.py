@@ -250,12 +250,12 @@ def build_config(
             problems += _problems(where, exc)
             continue
         for key, reader_kind in RECONCILE_READERS.items():
-            name = getattr(job, key)
-            spec = cfg.destinations.get(name)
-            if name not in dest_names:
-                problems.append(f"[{where}] {key}: unknown connector {name!r}")
+            named = getattr(job, key)
+            spec = cfg.destinations.get(named)
+            if named not in dest_names:
+                problems.append(f"[{where}] {key}: unknown connector {named!r}")
             elif spec is not None and spec.plugin.provides(reader_kind) is None:
-                problems.append(f"[{where}] {key}: {name!r} (plugin {spec.plugin.id!r}) has no "
+                problems.append(f"[{where}] {key}: {named!r} (plugin {spec.plugin.id!r}) has no "
                                 f"{reader_kind.replace('_', ' ')}")
         cfg.reconcile[name] = job
 

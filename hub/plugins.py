@@ -116,8 +116,9 @@ def notify(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> None:
     """Call the notification ``hook`` of every plugin; an exception one raises is logged
     with the plugin's id and does not stop the others (pluggy alone stops at the first).
 
-    Implementations run in pluggy's order (the last registered first)."""
-    for impl in getattr(pm.hook, hook).get_hookimpls():
+    Implementations run in pluggy's order: the last registered first, ``tryfirst`` and
+    ``trylast`` honoured (``get_hookimpls`` lists them in reverse)."""
+    for impl in reversed(getattr(pm.hook, hook).get_hookimpls()):
         try:
             _one_plugin(pm, hook, impl.plugin)(**kwargs)
         except Exception:
