@@ -15,7 +15,9 @@ plugin by plugin, so one raising implementation is logged and the others still r
 
 from __future__ import annotations
 
+import importlib
 import logging
+import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -93,8 +95,26 @@ def make_plugin_manager(extra: Iterable[tuple[str, object]] = ()) -> pluggy.Plug
     pm.load_setuptools_entrypoints(PROJECT)
     for name, plugin in extra:
         pm.register(plugin, name=name)
+    for name, plugin in plugin_modules_from_env():
+        if pm.get_plugin(name) is None:  # a test may register the same module itself
+            pm.register(plugin, name=name)
     pm.check_pending()
     return pm
+
+
+#: ``id=module.path`` pairs, comma-separated: plugins registered by module path without
+#: being installed (``hub.testing.pytest_plugin`` runs a hub with the plugin under test).
+PLUGIN_MODULES_ENV = "LEADHUB_PLUGIN_MODULES"
+
+
+def plugin_modules_from_env(environ: Mapping[str, str] | None = None) -> list[tuple[str, object]]:
+    """The (id, module) pairs ``LEADHUB_PLUGIN_MODULES`` names, imported."""
+    value = (os.environ if environ is None else environ).get(PLUGIN_MODULES_ENV, "")
+    pairs = [item.partition("=") for item in value.split(",") if item.strip()]
+    for name, sep, module in pairs:
+        if not sep or not name.strip() or not module.strip():
+            raise PluginError(f"{PLUGIN_MODULES_ENV}: expected id=module.path, got {name}{sep}{module!r}")
+    return [(name.strip(), importlib.import_module(module.strip())) for name, _, module in pairs]
 
 
 def _distribution_version(pm: pluggy.PluginManager, plugin: object) -> str:
