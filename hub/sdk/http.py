@@ -402,19 +402,20 @@ class ConnectorClient:
             method, url, params=params, json=json, content=content, data=data, headers=headers,
             timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout,
         )
-        masker = SecretMasker.of_request(request, self.masker)
         where = f"{method} {request.url.path}"
         with ExitStack() as held:
             if slot:
                 try:
                     held.enter_context(self.context.request_slot())
                 except Exception as exc:  # the shared limiter (Redis) failed: nothing was sent
+                    masker = SecretMasker.of_request(request, self.masker)
                     raise _mask_error(RetryableError(
                         f"{where}: not sent, the rate limiter failed: {type(exc).__name__}: {exc}",
                         uncertain=False), masker) from None
             try:
                 response = self._http.send(request)
             except httpx.HTTPError as exc:
+                masker = SecretMasker.of_request(request, self.masker)
                 raise _mask_error(transport_error(exc, method, where), masker) \
                     from _mask_error(exc, masker)
         if response.status_code in accept:
