@@ -92,7 +92,8 @@ class ErpDeals(CrmReader[ErpConfig]):
         for page in _pages(self.config, rows, self.context.request_slot):
             yield [WonDeal(external_id=r["id"], client_key=r["client"], amount=r["amount"],
                            date=datetime.fromisoformat(r["date"]), name=r.get("name"),
-                           phones=tuple(r.get("phones", ())), pipeline=str(r["pipeline"]),
+                           inn=r.get("inn"), phones=tuple(r.get("phones", ())),
+                           emails=tuple(r.get("emails", ())), pipeline=str(r["pipeline"]),
                            status="won") for r in page]
 
 
@@ -106,7 +107,9 @@ class ErpPayments(AccountingReader[ErpConfig]):
         for page in _pages(self.config, rows, self.context.request_slot):
             yield [Payment(external_id=r["id"], client_key=r["client"], amount=r["amount"],
                            date=datetime.fromisoformat(r["date"]), inn=r.get("inn"),
-                           document_kind="bank_receipt") for r in page]
+                           name=r.get("name"), phones=tuple(r.get("phones", ())),
+                           emails=tuple(r.get("emails", ())), document_kind="bank_receipt")
+                   for r in page]
 
 
 @hookimpl

@@ -183,6 +183,47 @@ ledger_rollup = Table(
     Column("n", Integer, nullable=False),
 )
 
+#: One run of a ``[reconcile.*]`` job (``hub/reconcile/run.py``), with its progress and counts.
+reconcile_runs = Table(
+    "reconcile_runs",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("job", String(128), nullable=False),
+    Column("status", String(16), nullable=False),  # queued | running | done | failed
+    Column("progress", Double, nullable=False, default=0.0),
+    Column("created_at", Double, nullable=False),
+    Column("started_at", Double),
+    Column("finished_at", Double),
+    Column("updated_at", Double, nullable=False),  # a running run's heartbeat
+    Column("counts", JSON, nullable=False),
+    Column("error", Text),
+    Index(None, "job", "created_at"),
+    Index(None, "status", "updated_at"),
+)
+
+#: A discrepancy a reconcile job found. ``identity`` (SHA-256 of job, kind and both sides'
+#: client keys) makes a later run find the flag it raised before: it updates ``evidence``
+#: and ``last_seen``, never raises it again, and never reopens a resolved one.
+reconcile_flags = Table(
+    "reconcile_flags",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("identity", String(64), nullable=False, unique=True),
+    Column("job", String(128), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("accounting_key", Text, nullable=False),
+    Column("crm_key", Text, nullable=False),
+    Column("state", String(16), nullable=False),  # open | resolved
+    Column("accounting", JSON),
+    Column("crm", JSON),
+    Column("evidence", JSON, nullable=False),
+    Column("first_seen", Double, nullable=False),
+    Column("last_seen", Double, nullable=False),
+    Column("resolved_at", Double),
+    Column("run_id", String(ID), nullable=False),
+    Index(None, "job", "state", "kind"),
+)
+
 # What retention and erasure look rows up by (migration 0002).
 Index(None, quarantine.c.inbound_id)
 Index(None, contact_keys.c.lead_id)
