@@ -1,8 +1,9 @@
 """Every LeadHub hook, in one place.
 
-Hooks discover and notify; they never do delivery work themselves (one raising
-implementation would stop the whole call). The work happens in the connector
-classes a plugin registers. Hooks are called with keyword arguments, so an
+Hooks discover and notify; they never do delivery work themselves. The work happens
+in the connector classes a plugin registers. The hub calls a notification hook plugin
+by plugin (``hub.plugins.notify``), so one raising implementation is logged and the
+others still run. Hooks are called with keyword arguments, so an
 implementation may accept fewer arguments than the spec lists.
 Each hook is documented in ``docs/plugin_hooks.md``; a test keeps the two in step.
 """
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 
 @hookspec
 def leadhub_register_connectors(register: Callable[[type[Connector[Any]]], None]) -> None:
-    """Register the connector class this plugin provides by calling ``register(cls)``."""
+    """Register each connector class this plugin provides by calling ``register(cls)``."""
 
 
 @hookspec
