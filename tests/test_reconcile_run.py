@@ -116,8 +116,8 @@ def test_a_queued_run_is_taken_once(rt: Runtime) -> None:
 
 
 def test_a_failing_reader_fails_the_run_with_its_reason(rt: Runtime, tmp_path: Path) -> None:
-    (tmp_path / "data" / "books.jsonl").write_text('{"type": "payment", "id": "", "client": "x", '
-                                                  '"amount": 1, "date": "%s"}\n' % day(1))
+    broken = {"type": "payment", "id": "", "client": "x", "amount": 1, "date": day(1)}
+    (tmp_path / "data" / "books.jsonl").write_text(json.dumps(broken) + "\n")
     run_id = queue_run(rt, "daily")
     with pytest.raises(ValueError, match="external_id is empty"):
         run_job(rt, "daily", run_id=run_id, now=NOW)
