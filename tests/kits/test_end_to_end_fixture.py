@@ -4,11 +4,15 @@ a failing test gets the hub's logs."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
 from hub.testing import serving
-from hub.testing.pytest_plugin import HubFactory
 from tests.kits.json_crm import FakeJsonCrm
+
+if TYPE_CHECKING:  # imported by pytest_plugins below, not before it
+    from hub.testing.pytest_plugin import HubFactory
 
 pytest_plugins = ["hub.testing.pytest_plugin", "pytester"]
 KEY = "crm-test-key"

@@ -92,6 +92,24 @@ class TestForgetful(DestinationKit):
             return len(hub.fake.records)
 '''
 
+BROKEN_READER = '''
+from datetime import datetime
+
+from tests.erp_plugin import ErpDeals
+from tests.kits.test_erp_readers import TestErpDealsKit as Base
+
+
+class FirstPageOnly(ErpDeals):
+    """Stops after the first page and reads from the beginning of time."""
+
+    def won_deals(self, since, until, pipelines=()):
+        yield next(iter(super().won_deals(datetime.min.replace(tzinfo=since.tzinfo), until)))
+
+
+class TestFirstPageOnly(Base):
+    connector = FirstPageOnly
+'''
+
 
 def failed_tests(pytester: pytest.Pytester, source: str) -> set[str]:
     pytester.makepyfile(test_broken=textwrap.dedent(source))
@@ -115,3 +133,8 @@ def test_the_destination_kit_fails_a_broken_destination(pytester: pytest.Pyteste
         "test_a_retry_after_an_uncertain_failure_creates_nothing_twice[timeout]",
         "test_a_4xx_is_permanent",
     }
+
+
+def test_the_reader_kit_fails_a_broken_reader(pytester: pytest.Pytester) -> None:
+    assert failed_tests(pytester, BROKEN_READER) == {
+        "test_pages_to_the_end", "test_since_and_until_are_honoured"}

@@ -5,6 +5,7 @@ pytest runs the contract its kind keeps. See ``docs/writing-plugins.md``, "Testi
 plugin"."""
 
 from hub.testing.kits.destination import DestinationHub, DestinationKit
+from hub.testing.kits.reader import ReaderKit, ReaderPlace
 from hub.testing.kits.source import SourceKit
 
-__all__ = ["DestinationHub", "DestinationKit", "SourceKit"]
+__all__ = ["DestinationHub", "DestinationKit", "ReaderKit", "ReaderPlace", "SourceKit"]
