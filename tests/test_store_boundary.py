@@ -6,9 +6,9 @@ whose kits and fixtures read the tables to check what a test did): it may import
 ``Connection`` and ``Engine`` from ``sqlalchemy`` (to pass a connection to a store
 function) and its exceptions (``sqlalchemy.exc``), nothing else of SQLAlchemy, and never
 ``hub.store.tables``; and it never reads ``<engine or connection>.dialect.name``
-(``hub/store/dialect.py`` does). The modules not
-converted yet are listed below with the reason; the test also fails when a listed module
-no longer needs its entry, so the list only shrinks.
+(``hub/store/dialect.py`` does). The modules not converted yet are listed below with
+the reason; the test also fails when a listed module no longer needs its entry, so the
+list only shrinks.
 """
 
 from __future__ import annotations
