@@ -70,8 +70,9 @@ class Response:
     headers: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def json(cls, data: Any, status: int = 200, content_type: str = "application/json") -> Response:
-        return cls(status, data, content_type)
+    def json(cls, data: Any, status: int = 200, content_type: str = "application/json",
+             headers: dict[str, str] | None = None) -> Response:
+        return cls(status, data, content_type, dict(headers or {}))
 
     def encode(self) -> tuple[bytes, str | None]:
         if isinstance(self.body, bytes):
@@ -168,6 +169,9 @@ class FakeServer:
         self._unexpected: list[RecordedRequest] = []
         self._statuses: Counter[int] = Counter()
         self._plan: FaultPlan | None = None
+        self._api_key: tuple[str, str, str] | None = None
+        self._rate: tuple[float, str | None] | None = None
+        self._rate_window: list[float] = []
         self._stopping = threading.Event()
         self._connections: set[socket.socket] = set()
         self._httpd: _HTTPServer | None = None
@@ -230,8 +234,35 @@ class FakeServer:
         self._routes.append(_Route(method.upper(), re.compile(f"^{regex}$"), path, handler))
 
     def before_route(self, request: RecordedRequest) -> Response | None:
-        """Checks every expected request passes first (auth, rate limits); None lets it on."""
+        """Checks every expected request passes first (auth, rate limits); None lets it on.
+
+        The default applies ``require_api_key`` and ``limit_rate`` when they were set; an
+        override that adds its own checks calls ``super().before_route(request)``."""
+        if self._api_key is not None:
+            header, value, scheme = self._api_key
+            given = request.headers.get(header.lower(), "")
+            if given != (f"{scheme} {value}" if scheme else value):
+                return Response.json({"error": "unauthorized"}, 401)
+        if self._rate is not None:
+            per_second, retry_after = self._rate
+            now = time.monotonic()
+            self._rate_window = [t for t in self._rate_window if now - t < 1.0]
+            if len(self._rate_window) >= per_second:
+                headers = {"Retry-After": retry_after} if retry_after else {}
+                return Response(429, "Too Many Requests", headers=headers)
+            self._rate_window.append(now)  # a refused request does not count
         return None
+
+    def require_api_key(self, value: str, *, header: str = "Authorization",
+                        scheme: str = "Bearer") -> None:
+        """Answer 401 unless ``header`` is ``"<scheme> <value>"`` (``scheme=""``: the bare
+        value, as in ``X-Api-Key: <value>``)."""
+        self._api_key = (header, value, scheme)
+
+    def limit_rate(self, per_second: float, *, retry_after: str | None = "1") -> None:
+        """Answer 429 (with ``Retry-After`` unless None) to a request beyond ``per_second``
+        accepted in the last second, shared by every client, as most APIs count."""
+        self._rate = (per_second, retry_after)
 
     def fault_response(self, kind: str) -> Response:
         """The answer an injected ``kind`` fault gets; override to match the real API."""
