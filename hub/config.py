@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from hub.connectors import ConnectorConfig
 from hub.errors import ConfigError
@@ -45,7 +45,8 @@ class HubSettings(BaseModel):
         default=30.0, gt=0,
         description="A request body not received whole within this many seconds gets 408.",
     )
-    timezone: str = "UTC"
+    timezone: str = Field(default="UTC", description="IANA time zone of reconcile jobs' cron "
+                          "schedules (e.g. Europe/Moscow).")
     retry_horizon_hours: float = Field(default=25.0, ge=0, description="Retry this long before dead.")
     raw_retention_days: int = Field(
         default=30, ge=0,
@@ -62,6 +63,17 @@ class HubSettings(BaseModel):
     public_metrics: bool = Field(
         default=False, description="Serve /metrics without the admin token (Prometheus scrapers).",
     )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name such as Europe/Moscow)") from None
+        return value
 
     def sqlalchemy_url(self) -> str:
         if self.database_url:
@@ -98,6 +110,15 @@ class ReconcileJob(BaseModel):
     amount_tolerance: float = Field(default=0.01, ge=0)
     pipelines: list[int] = Field(default_factory=list)
     notify: list[str] = Field(default_factory=list)
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        from croniter import croniter
+
+        if value is not None and not croniter.is_valid(value):
+            raise ValueError(f"not a cron expression: {value!r} (e.g. \"0 6 * * *\")")
+        return value
 
 
 @dataclass

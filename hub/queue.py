@@ -25,6 +25,7 @@ from rq import Queue
 from hub.lifeline import parent_death_signal
 
 PROCESS_QUEUE = "leadhub.process"
+RECONCILE_QUEUE = "leadhub.reconcile"
 WAKE_TTL_S = 15  # a wake-up whose job vanished is retried by the scheduler after this
 
 
@@ -125,7 +126,7 @@ def connect(url: str) -> redis.Redis[bytes]:
     )
 
 
-def wake(conn: redis.Redis[bytes], queue_name: str, func: str, *args: str) -> bool:
+def wake(conn: redis.Redis[bytes], queue_name: str, func: str, *args: str, job_timeout: int = 600) -> bool:
     """Enqueue ``func(*args)`` on ``queue_name`` unless a wake-up for it is already queued.
 
     The marker expires on its own, so a wake-up lost with a wiped Redis or a killed
@@ -137,7 +138,7 @@ def wake(conn: redis.Redis[bytes], queue_name: str, func: str, *args: str) -> bo
         if not conn.set(marker, b"1", nx=True, ex=WAKE_TTL_S):
             return True
         Queue(queue_name, connection=conn, serializer="rq.serializers.JSONSerializer").enqueue(
-            func, *args, job_timeout=600, result_ttl=0, failure_ttl=3600
+            func, *args, job_timeout=job_timeout, result_ttl=0, failure_ttl=3600
         )
         return True
     except redis.RedisError:

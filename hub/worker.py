@@ -25,7 +25,7 @@ from hub.config import HubConfig
 from hub.engine.poll import POLL_QUEUE, PollSchedule, polling_source_names
 from hub.engine.retention import RetentionSchedule
 from hub.engine.sweeper import sweep
-from hub.queue import PROCESS_QUEUE, connect, destination_queue
+from hub.queue import PROCESS_QUEUE, RECONCILE_QUEUE, connect, destination_queue
 from hub.runtime import Runtime, current
 
 log = logging.getLogger("leadhub.worker")
@@ -34,7 +34,9 @@ log = logging.getLogger("leadhub.worker")
 def queue_names(config: HubConfig) -> list[str]:
     """Routing first, then each destination's own queue, taken in turn; polls last."""
     polls = [POLL_QUEUE] if polling_source_names(config) else []
-    return [PROCESS_QUEUE, *(destination_queue(d) for d in sorted(config.destinations)), *polls]
+    reconcile = [RECONCILE_QUEUE] if config.reconcile else []
+    return [PROCESS_QUEUE, *(destination_queue(d) for d in sorted(config.destinations)), *polls,
+            *reconcile]
 
 
 class HubWorker(SimpleWorker):
@@ -72,8 +74,8 @@ def run_worker(redis_url: str, config: HubConfig, processes: int = 1, burst: boo
 
 
 class Scheduler:
-    """The sweep loop, the polls of polling sources and the retention purge (and, later,
-    cron jobs) in a thread or a process of its own."""
+    """The sweep loop, the polls of polling sources, the retention purge and the reconcile
+    jobs' cron schedules, in a thread or a process of its own."""
 
     def __init__(self, rt: Runtime, interval_s: float = 1.0) -> None:
         self.rt = rt
@@ -82,6 +84,11 @@ class Scheduler:
         self.last_sweep = 0.0
         self.polls = PollSchedule(rt)
         self.retention = RetentionSchedule(rt.db, rt.config.hub)
+        self.reconcile: Any = None
+        if rt.config.reconcile:  # imported only where jobs exist: it brings in polars
+            from hub.reconcile.schedule import ReconcileSchedule
+
+            self.reconcile = ReconcileSchedule(rt)
 
     def run(self) -> None:
         while not self.stopped.is_set():
@@ -98,6 +105,11 @@ class Scheduler:
                 self.retention.tick()
             except Exception:  # the store may be restarting; the next tick tries again
                 log.exception("retention purge failed")
+            try:
+                if self.reconcile is not None:
+                    self.reconcile.tick()
+            except Exception:  # the store or Redis may be restarting; the next tick tries again
+                log.exception("scheduling reconcile runs failed")
             self.stopped.wait(self.interval_s)
 
     def stop(self, *_: object) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from hub.reconcile.run import ReconcileError, queue_run, run_job
+from hub.reconcile.run import ReconcileError, RunTaken, queue_run, run_job
 from hub.runtime import Runtime, build_runtime
 from hub.store import reconcile as store
 from tests import erp_plugin
@@ -111,7 +111,7 @@ def test_a_second_run_raises_nothing_new_and_a_resolved_flag_stays_resolved(rt: 
 def test_a_queued_run_is_taken_once(rt: Runtime) -> None:
     run_id = queue_run(rt, "daily")
     run_job(rt, "daily", run_id=run_id, now=NOW)
-    with pytest.raises(ReconcileError, match="not queued"):
+    with pytest.raises(RunTaken, match="not queued"):
         run_job(rt, "daily", run_id=run_id, now=NOW)
 
 

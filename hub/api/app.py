@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from starlette.types import Receive, Scope, Send
 
 from hub import __version__
-from hub.api import admin, apidocs, errors, web, webhooks
+from hub.api import admin, apidocs, errors, reconcile, web, webhooks
 from hub.api.body_limits import BodyLimits
 from hub.api.deps import MetricsAccess
 from hub.api.headers import SecurityHeaders
@@ -89,6 +89,7 @@ def create_app(rt: Runtime, background_ok: Callable[[], str | None] | None = Non
     errors.install(app)
     app.include_router(webhooks.router)
     app.include_router(admin.router)
+    app.include_router(reconcile.router)
     app.include_router(web.router)
     app.add_middleware(BodyLimits, max_bytes=rt.config.hub.max_body_bytes,  # webhooks: their own
                        timeout_s=rt.config.hub.body_timeout_s)

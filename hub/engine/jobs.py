@@ -6,14 +6,17 @@ again; each is idempotent, so a duplicate execution (RQ's known failure mode) is
 
 from __future__ import annotations
 
+import logging
 import time
 
 from hub.engine.drain import drain
 from hub.engine.drain_control import breaker_open
 from hub.engine.process import process_received
 from hub.plugins import notify
-from hub.queue import PROCESS_QUEUE, clear_wake, destination_queue, wake
+from hub.queue import PROCESS_QUEUE, RECONCILE_QUEUE, clear_wake, destination_queue, wake
 from hub.runtime import Runtime, current
+
+log = logging.getLogger("leadhub.jobs")
 
 PROCESS_JOB = "hub.engine.jobs.process_job"
 DRAIN_JOB = "hub.engine.jobs.drain_job"
@@ -53,6 +56,31 @@ def process_job() -> int:
             wake_drain(rt, dest)
         for lead in done.leads:  # each plugin's exception is logged, never stops routing
             notify(rt.pm, "leadhub_lead_received", lead=lead, source=lead.source)
+
+
+def reconcile_job() -> int:
+    """Run queued reconcile runs, oldest first, until none is left; a run another worker
+    took first is skipped. A failed run is recorded as failed (and logged), not retried:
+    the admin or the next firing starts another."""
+    from hub.reconcile.run import RunTaken, run_job
+    from hub.store import reconcile as runs
+
+    rt = current()
+    clear_wake(rt.redis, RECONCILE_QUEUE)
+    done = 0
+    while True:
+        with rt.reader.connect() as conn:
+            queued = runs.next_queued(conn)
+        if queued is None:
+            return done
+        run_id, job = queued
+        try:
+            run_job(rt, job, run_id=run_id)
+            done += 1
+        except RunTaken:
+            continue  # another worker took it
+        except Exception:  # recorded on the run by run_job
+            log.exception("reconcile run %s of %s failed", run_id, job)
 
 
 def drain_job(destination: str) -> int:

@@ -39,6 +39,10 @@ class ReconcileError(Exception):
     """A job that cannot run as configured (no reader for its connector, unknown job)."""
 
 
+class RunTaken(ReconcileError):
+    """The run is not queued (any more): another worker took it, or it has ended."""
+
+
 def _no_progress(_share: float, _what: str) -> None:
     return None
 
@@ -62,15 +66,16 @@ def run_job(rt: Runtime, name: str, *, run_id: str | None = None, now: datetime 
             progress: Progress = _no_progress) -> dict[str, Any]:
     """Run the job (a new run, or the queued ``run_id``) to the end; the run and the flags
     it saw, as the contract's JSON. A failure is recorded on the run and raised."""
-    job = job_of(rt, name)
     with rt.db.begin() as conn:
         if run_id is None:
+            job_of(rt, name)
             run_id = store.create_run(conn, name)
         claimed = store.claim_run(conn, run_id)
     if claimed is None:
-        raise ReconcileError(f"run {run_id} is not queued (already taken by another worker?)")
+        raise RunTaken(f"run {run_id} is not queued (already taken by another worker?)")
     try:
-        counts = _run(rt, name, job, run_id, now or datetime.now(UTC), progress)
+        # a run queued before its job was removed from plugins.toml fails here, recorded
+        counts = _run(rt, name, job_of(rt, name), run_id, now or datetime.now(UTC), progress)
     except Exception as exc:
         with rt.db.begin() as conn:
             store.finish_run(conn, run_id, {}, error=f"{type(exc).__name__}: {exc}"[:2000])

@@ -11,13 +11,15 @@ import hashlib
 import time
 from collections import Counter
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, insert, select, update
 
 from hub.engine.ingest import new_id
-from hub.reconcile.report import FlagRecord
 from hub.store import tables as t
+
+if TYPE_CHECKING:  # the report module brings in polars; storing flags does not need it
+    from hub.reconcile.report import FlagRecord
 
 #: Statements carry at most this many identities (SQLite's variable limit is 32766).
 _CHUNK = 500
@@ -32,9 +34,10 @@ def identity(job: str, flag: FlagRecord) -> str:
 STALL_S = 600.0
 
 
-def create_run(conn: Connection, job: str, now: float | None = None) -> str:
-    """A queued run of ``job``; a worker claims it (``claim_run``)."""
-    run_id, when = new_id(), now or time.time()
+def create_run(conn: Connection, job: str, now: float | None = None, run_id: str | None = None) -> str:
+    """A queued run of ``job``; a worker claims it (``claim_run``). ``run_id`` names it
+    (a cron firing's id, the same in every scheduler: a second insert fails)."""
+    run_id, when = run_id or new_id(), now or time.time()
     conn.execute(insert(t.reconcile_runs).values(
         id=run_id, job=job, status="queued", progress=0.0, created_at=when, updated_at=when, counts={}))
     return run_id
@@ -73,6 +76,14 @@ def finish_run(conn: Connection, run_id: str, counts: dict[str, int], error: str
 def get_run(conn: Connection, run_id: str) -> dict[str, Any] | None:
     row = conn.execute(select(t.reconcile_runs).where(t.reconcile_runs.c.id == run_id)).mappings().first()
     return dict(row) if row else None
+
+
+def next_queued(conn: Connection) -> tuple[str, str] | None:
+    """(run id, job) of the oldest queued run."""
+    rr = t.reconcile_runs
+    row = conn.execute(select(rr.c.id, rr.c.job).where(rr.c.status == "queued")
+                       .order_by(rr.c.created_at).limit(1)).first()
+    return (row.id, row.job) if row else None
 
 
 def last_run_created(conn: Connection, job: str) -> float | None:
