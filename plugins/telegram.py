@@ -94,7 +94,6 @@ class TelegramSource(Source[TelegramConfig]):
     description = "Telegram bot webhook: private messages, shared phone numbers, /start deep links."
     retries_non_2xx = True
     secret_headers = ("x-telegram-bot-api-secret-token",)
-    secret_headers = ("x-telegram-bot-api-secret-token",)
 
     def verify(self, request: InboundRequest) -> None:
         secret = self.config.secret_token

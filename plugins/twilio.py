@@ -89,7 +89,6 @@ class TwilioSource(Source[TwilioConfig]):
     description = "Twilio Voice: incoming-call webhook (TwiML), status and recording callbacks."
     methods: ClassVar[tuple[str, ...]] = ("POST", "GET")
     kept_headers: ClassVar[tuple[str, ...]] = ("x-twilio-signature", "x-twilio-idempotency-token")
-    kept_headers: ClassVar[tuple[str, ...]] = ("x-twilio-signature", "x-twilio-idempotency-token")
 
     def verify(self, request: InboundRequest) -> None:
         given = request.headers.get(SIGNATURE_HEADER, "").strip()

@@ -65,7 +65,6 @@ class WhatsAppSource(Source[WhatsAppConfig]):
     description = "WhatsApp Business Cloud API webhook: messages are leads, statuses are not."
     retries_non_2xx = True
     kept_headers = ("x-hub-signature-256",)
-    kept_headers = ("x-hub-signature-256",)
     methods = ("GET", "POST")
 
     def handshake(self, request: InboundRequest) -> HookResponse | None:

@@ -345,8 +345,10 @@ def _reopened_keys(conn: Connection, items: list[IngestItem]) -> set[tuple[str, 
     ek, ld = t.event_keys, t.leads
     out: set[tuple[str, str]] = set()
     for item in items:
+        if item.reprocess is None:  # the webhook's group commit: nothing to look up
+            continue
         keys = {ev.event_key for ev in item.events if ev.event_key is not None}
-        if item.reprocess is None or not keys:
+        if not keys:
             continue
         source = item.request.source
         rows = conn.execute(select(ek.c.event_key).where(
