@@ -70,7 +70,12 @@ class ConnectorKit:
 
     @classmethod
     def kit_plugin_id(cls) -> str:
-        return cls.plugin_id or cls.connector.plugin_id or cls.connector.__module__.rsplit(".", 1)[-1]
+        """``plugin_id``, else the entry point naming the plugin's module, else its name."""
+        if cls.plugin_id:
+            return cls.plugin_id
+        module = cls.plugin_module or cls.connector.__module__
+        named = [ep.name for ep in entry_points(group=PROJECT) if ep.module == module]
+        return named[0] if named else module.rsplit(".", 1)[-1]
 
     @classmethod
     def kit_module(cls) -> ModuleType:
