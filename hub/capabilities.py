@@ -35,6 +35,9 @@ class Capability(StrEnum):
     ANNOTATES_DUPLICATES = "annotates_duplicates"
     #: Destination: wraps each of its requests in ``context.request_slot()`` itself.
     COUNTS_OWN_REQUESTS = "counts_own_requests"
+    #: Destination: ``send_report(report, key)`` delivers a reconcile run's report (a job's
+    #: ``notify``).
+    REPORTS = "reports"
     #: Source: the hub polls it (``PollingSource``: ``poll``, ``ack``).
     POLLING = "polling"
     #: Source: ``enrich(lead)`` fetches what a webhook only pointed at.
@@ -63,6 +66,7 @@ REQUIREMENTS: dict[Capability, Requirement] = {
     Capability.BATCH_LOOKUP: Requirement(frozenset({"destination"}), ("lookup_many",)),
     Capability.ANNOTATES_DUPLICATES: Requirement(frozenset({"destination"})),
     Capability.COUNTS_OWN_REQUESTS: Requirement(frozenset({"destination"})),
+    Capability.REPORTS: Requirement(frozenset({"destination"}), ("send_report",)),
     Capability.POLLING: Requirement(frozenset({"source"}), ("poll", "ack"), "PollingSource"),
     Capability.ENRICHMENT: Requirement(frozenset({"source"}), ("enrich",)),
     Capability.CRM_READER: Requirement(frozenset({"crm_reader"}), ("won_deals",), "CrmReader"),

@@ -278,6 +278,13 @@ def build_config(
             elif spec is not None and spec.plugin.provides(reader_kind) is None:
                 problems.append(f"[{where}] {key}: {named!r} (plugin {spec.plugin.id!r}) has no "
                                 f"{reader_kind.replace('_', ' ')}")
+        for target in job.notify:
+            spec = cfg.destinations.get(target)
+            if spec is None:
+                problems.append(f"[{where}] notify: unknown destination {target!r}")
+            elif "reports" not in spec.plugin.capabilities:
+                problems.append(f"[{where}] notify: {target!r} (plugin {spec.plugin.id!r}) cannot "
+                                "receive reports (a webhook destination can)")
         cfg.reconcile[name] = job
 
     if problems:

@@ -156,7 +156,8 @@ class WebhookDestination(Destination[WebhookConfig]):
     Config = WebhookConfig
     limits: ClassVar[Limits] = Limits(requests_per_second=None, batch_size=BATCH_SIZE)
     #: one request per lead, concurrently; no lookup: the receiver deduplicates on the key
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.COUNTS_OWN_REQUESTS})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.COUNTS_OWN_REQUESTS, Capability.REPORTS})
 
     def __init__(self, config: WebhookConfig, context: ConnectorContext) -> None:
         super().__init__(config, context)
@@ -214,6 +215,18 @@ class WebhookDestination(Destination[WebhookConfig]):
                 continue
             started.append(self._pool.submit(self._send, item, generation, slot, end))
         return [s if isinstance(s, DeliveryOutcome) else s.result() for s in started]
+
+    def send_report(self, report: dict[str, Any], key: str) -> None:
+        """POST a reconcile run's report (``{"type": "reconciliation", "run", "flags"}``)
+        to the same URL, with the same headers and signature as a lead; ``key`` (the run's
+        id) is its ``webhook-id``. Raises ``hub.errors`` when it is not taken."""
+        body = json.dumps(report, ensure_ascii=False, default=str).encode()
+        headers = {"content-type": "application/json", "idempotency-key": key, "webhook-id": key,
+                   "user-agent": "LeadHub"}
+        if self.config.signing_secret is not None:
+            headers.update(sign_standard_webhook(self.config.signing_secret.get_secret_value(),
+                                                 key, datetime.now(UTC), body))
+        self.client.post(str(self.config.url), content=body, headers=headers)
 
     def _not_sent(self) -> RetryableError:
         held = self.window.held_for()

@@ -129,3 +129,53 @@ def test_a_failing_reader_fails_the_run_with_its_reason(rt: Runtime, tmp_path: P
 def test_unknown_jobs_and_connectors_without_readers_are_refused(rt: Runtime) -> None:
     with pytest.raises(ReconcileError, match="no reconcile job named 'weekly'"):
         run_job(rt, "weekly", now=NOW)
+
+
+def test_the_report_goes_to_notify_destinations_signed_with_new_flags_only(
+    write_config: ConfigWriter, tmp_path: Path, database_url: str, redis_url: str,
+) -> None:
+    from hub.sdk import verify_standard_webhook
+    from tests.test_webhook_destination import Answer, Receiver
+
+    with Receiver(lambda _body, _headers: Answer(body={})) as receiver:
+        secret = "whsec_" + "c2VjcmV0LWtleS1mb3ItdGVzdHM="
+        config = CONFIG + f"""
+    notify = ["boss"]
+    [destinations.boss]
+    plugin = "webhook"
+    url = "{receiver.url}"
+    signing_secret = "{secret}"
+"""
+        data_dir = tmp_path / "data"
+        data_dir.mkdir()
+        (data_dir / "books.jsonl").write_text("".join(json.dumps(r) + "\n" for r in BOOKS[:3]))
+        path = write_config(config.format(data_dir=data_dir, database_url=database_url,
+                                          redis_url=redis_url))
+        rt = build_runtime(path, extra_plugins=[("erp", erp_plugin)])
+        try:
+            first = run_job(rt, "daily", now=NOW)
+            second = run_job(rt, "daily", now=NOW + timedelta(hours=1))
+        finally:
+            rt.close()
+    assert first["run"]["counts"]["notified"] == 1 and second["run"]["counts"]["notified"] == 1
+    (h1, r1, _), (_, r2, _) = receiver.received
+    assert r1["type"] == "reconciliation" and r1["run"]["id"] == first["run"]["id"]
+    assert sorted(f["kind"] for f in r1["flags"]) == ["missing_in_crm", "missing_in_crm", "missing_in_crm"]
+    assert r2["flags"] == []  # nothing new the second time
+    assert h1["webhook-id"] == first["run"]["id"]
+    verify_standard_webhook(secret, h1, h1["x-raw-body"].encode())  # raises when the signature is wrong
+
+
+def test_notify_must_name_a_destination_that_takes_reports(write_config: ConfigWriter,
+                                                           tmp_path: Path) -> None:
+    from hub.config import load_config
+    from hub.errors import ConfigError
+    from hub.plugins import discover, make_plugin_manager
+
+    path = write_config(CONFIG.format(data_dir=tmp_path, database_url="", redis_url="")
+                        + '    notify = ["books", "nobody"]\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, discover(make_plugin_manager([("erp", erp_plugin)])))
+    text = str(caught.value)
+    assert "notify: 'books' (plugin 'erp') cannot receive reports" in text
+    assert "notify: unknown destination 'nobody'" in text

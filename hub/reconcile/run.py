@@ -82,7 +82,38 @@ def run_job(rt: Runtime, name: str, *, run_id: str | None = None, now: datetime 
         raise
     with rt.db.begin() as conn:
         store.finish_run(conn, run_id, counts)
-    return result(rt, run_id)
+    doc = result(rt, run_id)
+    if job_of(rt, name).notify:
+        sent = notify(rt, name, doc)
+        with rt.db.begin() as conn:
+            store.merge_counts(conn, run_id, sent)
+        doc = result(rt, run_id)
+    return doc
+
+
+def notify(rt: Runtime, name: str, doc: dict[str, Any]) -> dict[str, int]:
+    """Send the run and the flags it raised for the first time to the job's ``notify``
+    destinations (``Capability.REPORTS``: a webhook gets ``{"type": "reconciliation",
+    "run", "flags"}``). A destination that fails is logged and counted, never fails the
+    run: the flags are stored, and the admin sees them in the API either way."""
+    from hub.capabilities import Capability
+
+    run = doc["run"]
+    report = {"type": "reconciliation", "run": run,
+              "flags": [f for f in doc["flags"] if f["first_seen"] == f["last_seen"]]}
+    sent = {"notified": 0, "notify_failed": 0}
+    for target in job_of(rt, name).notify:
+        dest = rt.destination(target)
+        try:
+            if dest is None or Capability.REPORTS not in dest.capabilities:
+                raise ReconcileError(f"{target!r} cannot receive reports")
+            dest.send_report(report, run["id"])  # type: ignore[attr-defined]
+            sent["notified"] += 1
+        except Exception as exc:
+            sent["notify_failed"] += 1
+            log.warning("reconcile report to %s failed: %s", target, exc,
+                        extra={"job": name, "run": run["id"]})
+    return sent
 
 
 def result(rt: Runtime, run_id: str) -> dict[str, Any]:

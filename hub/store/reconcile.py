@@ -73,6 +73,13 @@ def finish_run(conn: Connection, run_id: str, counts: dict[str, int], error: str
         finished_at=when, updated_at=when, counts=counts, error=error))
 
 
+def merge_counts(conn: Connection, run_id: str, extra: dict[str, int]) -> None:
+    """Add counts to a finished run (what its report's delivery did)."""
+    rr = t.reconcile_runs
+    counts = conn.execute(select(rr.c.counts).where(rr.c.id == run_id)).scalar() or {}
+    conn.execute(update(rr).where(rr.c.id == run_id).values(counts={**counts, **extra}))
+
+
 def get_run(conn: Connection, run_id: str) -> dict[str, Any] | None:
     row = conn.execute(select(t.reconcile_runs).where(t.reconcile_runs.c.id == run_id)).mappings().first()
     return dict(row) if row else None
