@@ -126,7 +126,7 @@ def test_every_first_party_class_declares_what_it_does() -> None:
         Capability.LOOKUP, Capability.BATCH_LOOKUP, Capability.ANNOTATES_DUPLICATES,
         Capability.COUNTS_OWN_REQUESTS}
     assert infos["imap"].capabilities == ["polling"]
-    assert infos["webhook"].capabilities == ["counts_own_requests"]
+    assert infos["webhook"].capabilities == ["counts_own_requests", "reports"]
 
 
 class Legacy(Destination[DestinationConfig]):
