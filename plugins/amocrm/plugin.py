@@ -478,4 +478,7 @@ def _log_lost_comments(notes: list[tuple[DeliveryItem, int, str]], exc: Exceptio
 
 @hookimpl
 def leadhub_register_connectors(register: Callable[[type[Connector[Any]]], None]) -> None:
+    from plugins.amocrm.reader import AmoCRMReader  # it imports this module's config
+
     register(AmoCRMDestination)
+    register(AmoCRMReader)  # reads won deals for [reconcile.*] crm = "<this destination>"

@@ -96,6 +96,12 @@ class AmoAccount:
             self.add_field("leads", code.lower(), "tracking_data", code)
         self.add_field("contacts", "Телефон", "multitext", "PHONE", PHONE_ENUMS)
         self.add_field("contacts", "Email", "multitext", "EMAIL", EMAIL_ENUMS)
+        # Companies carry the same predefined PHONE/EMAIL multitext fields as contacts
+        # (amoCRM "Контакты и компании": both entities list ``custom_fields_values`` with
+        # ``field_code`` PHONE/EMAIL); the tax id is an ordinary text field an admin adds,
+        # named "ИНН" by default (CONTRACT.md plugin table: ``inn_field``).
+        self.add_field("companies", "Телефон", "multitext", "PHONE", PHONE_ENUMS)
+        self.add_field("companies", "Email", "multitext", "EMAIL", EMAIL_ENUMS)
         self.add_field("companies", "ИНН", "text")
 
     def next_id(self) -> int:
@@ -361,11 +367,18 @@ class AmoAccount:
             "name": raw.get("name", ""),
             "created_at": now,
             "updated_at": now,
+            "responsible_user_id": raw.get("responsible_user_id", self.default_user_id),
+            "group_id": 0,
+            "created_by": 0,
+            "updated_by": 0,
+            "closest_task_at": None,
+            "is_deleted": False,
             "custom_fields_values": self.check_custom_fields(
                 "companies", raw.get("custom_fields_values"), ""
             )[0]
             or None,
             "account_id": ACCOUNT_ID,
+            "_embedded": {"tags": []},
         }
         return cid
 

@@ -26,6 +26,7 @@ import copy
 import re
 import time
 from collections import deque
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs, urlencode
@@ -133,6 +134,9 @@ class FakeAmoCRM(FakeServer):
             ("GET", "/api/v4/leads/{id}/notes", self._lead_notes),
             ("GET", "/api/v4/leads/{id}", self._get_lead),
             ("GET", "/api/v4/contacts", self._list_contacts),
+            ("GET", "/api/v4/contacts/{id}", self._get_contact),
+            ("GET", "/api/v4/companies", self._list_companies),
+            ("GET", "/api/v4/companies/{id}", self._get_company),
         ):
             self.add_route(method, path, handler)
 
@@ -217,10 +221,40 @@ class FakeAmoCRM(FakeServer):
                 if expires != float("inf"):
                     self._access[token] = 0.0
 
+    def add_contact(
+        self, name: str, *, phones: Sequence[str] = (), emails: Sequence[str] = (),
+    ) -> int:
+        """A contact as a manager typed it (phones and emails as written); its id."""
+        with self.lock:
+            return self.account.create_contact(
+                {"name": name, "custom_fields_values": _multitext(phones, emails)})
+
+    def add_company(
+        self, name: str, *, inn: str | None = None, phones: Sequence[str] = (),
+        emails: Sequence[str] = (), inn_field: str = "ИНН",
+    ) -> int:
+        """A company, its tax id in the text field named ``inn_field`` (created when the
+        account lacks it, as an admin would); its id."""
+        with self.lock:
+            acc = self.account
+            cfv = _multitext(phones, emails)
+            if inn:
+                fid = next((f.id for f in acc.fields["companies"].values() if f.name == inn_field),
+                           None) or acc.add_field("companies", inn_field, "text")
+                cfv.append({"field_id": fid, "values": [{"value": inn}]})
+            return acc.create_company({"name": name, "custom_fields_values": cfv})
+
+    def add_pipeline(self, name: str) -> int:
+        """Another pipeline (with its own 142 won / 143 lost statuses); its id."""
+        with self.lock:
+            pid = max(self.account.pipelines) + 1
+            self.account.add_pipeline(pid, name)
+            return pid
+
     def add_won_deal(
         self,
-        name: str,
-        price: int,
+        name: str = "",
+        price: int = 0,
         *,
         phone: str | None = None,
         email: str | None = None,
@@ -230,29 +264,24 @@ class FakeAmoCRM(FakeServer):
         closed_at: datetime | int | None = None,
         pipeline_id: int | None = None,
         status_id: int = WON_STATUS_ID,
+        contact_ids: Sequence[int] = (),
+        company_id: int | None = None,
     ) -> int:
-        """A deal as a manager would have closed it, for reconciliation tests; its id."""
+        """A deal as a manager would have closed it, for reconciliation tests; its id.
+
+        ``contact_ids`` (the first is the main contact) and ``company_id`` link existing
+        ones (``add_contact``, ``add_company``): a client with several deals. Otherwise a
+        contact is made from ``phone``/``email``/``contact_name`` and a company from
+        ``company``/``inn``."""
         closed = int(closed_at.timestamp()) if isinstance(closed_at, datetime) else closed_at
+        contacts = list(contact_ids)
+        if not contacts and (phone or email or contact_name):
+            contacts.append(self.add_contact(contact_name or "", phones=[phone] if phone else (),
+                                             emails=[email] if email else ()))
+        if company_id is None and (company or inn):
+            company_id = self.add_company(company or "", inn=inn)
         with self.lock:
             acc = self.account
-            cfv: list[dict[str, Any]] = []
-            for code, value in (("PHONE", phone), ("EMAIL", email)):
-                if value:
-                    cfv.append(
-                        {"field_code": code, "values": [{"value": value, "enum_code": "WORK"}]}
-                    )
-            contacts = []
-            if cfv or contact_name:
-                contacts.append(
-                    acc.create_contact({"name": contact_name or "", "custom_fields_values": cfv})
-                )
-            company_id = None
-            if company or inn:
-                inn_field = next(f.id for f in acc.fields["companies"].values() if f.name == "ИНН")
-                company_cfv = [{"field_id": inn_field, "values": [{"value": inn}]}] if inn else []
-                company_id = acc.create_company(
-                    {"name": company or "", "custom_fields_values": company_cfv}
-                )
             raw = {
                 "name": name,
                 "price": price,
@@ -377,6 +406,9 @@ class FakeAmoCRM(FakeServer):
             # #71: "возвращаются неотфильтрованные контакты", answered: filtering is enabled
             # on request only).
             filters = {}
+        bad = _bad_lead_filters(filters)
+        if bad is not None:
+            return bad
         order = self._lead_order(request)
         if isinstance(order, Response):
             return order
@@ -444,9 +476,12 @@ class FakeAmoCRM(FakeServer):
     def _list_contacts(self, request: RecordedRequest, _: dict[str, str]) -> Response:
         query = request.q("query")
         with_leads = "leads" in (request.q("with") or "").split(",")
+        wanted = self._id_filter(request)
         rows = []
         for contact in self.account.contacts.values():
             if query and not self.account.contact_matches(contact, query):
+                continue
+            if wanted is not None and str(contact["id"]) not in wanted:
                 continue
             out = copy.deepcopy(contact)
             if with_leads:
@@ -457,6 +492,50 @@ class FakeAmoCRM(FakeServer):
                 ]
             rows.append(out)
         return self._page(request, "contacts", rows)
+
+    def _list_companies(self, request: RecordedRequest, _: dict[str, str]) -> Response:
+        """``GET /api/v4/companies``: the same list rules as contacts (``page``, ``limit`` ≤
+        250, ``query``, ``filter[id]``; amoCRM "Компании",
+        https://www.amocrm.ru/developers/content/crm_platform/companies-api, and
+        "Фильтрация": "сделки, контакты, компании и покупатели")."""
+        query = (request.q("query") or "").lower()
+        wanted = self._id_filter(request)
+        rows = [
+            self._entity_out("companies", company)
+            for company in self.account.companies.values()
+            if (wanted is None or str(company["id"]) in wanted)
+            and (not query or query in company["name"].lower() or any(
+                query in str(v["value"]).lower()
+                for cf in company["custom_fields_values"] or [] for v in cf["values"]))
+        ]
+        return self._page(request, "companies", rows)
+
+    def _get_contact(self, request: RecordedRequest, params: dict[str, str]) -> Response:
+        return self._get_entity("contacts", self.account.contacts, params["id"])
+
+    def _get_company(self, request: RecordedRequest, params: dict[str, str]) -> Response:
+        return self._get_entity("companies", self.account.companies, params["id"])
+
+    def _get_entity(self, kind: str, table: dict[int, dict[str, Any]], raw_id: str) -> Response:
+        """``GET /api/v4/{contacts|companies}/{id}``; an unknown id answers 204 like the
+        lists (the leads route does the same)."""
+        entity = table.get(int(raw_id)) if raw_id.isdigit() else None
+        return Response(204) if entity is None else self._hal(self._entity_out(kind, entity))
+
+    def _entity_out(self, kind: str, entity: dict[str, Any]) -> dict[str, Any]:
+        out = copy.deepcopy(entity)
+        out["_links"] = {"self": {"href": self._href(f"/api/v4/{kind}/{entity['id']}")}}
+        return out
+
+    def _id_filter(self, request: RecordedRequest) -> set[str] | None:
+        """The ids of ``filter[id]=1``, ``filter[id][]=1&filter[id][]=2`` or
+        ``filter[id][0]=1`` ("Множественный" filter, amoCRM "Фильтрация"), or None: no
+        such filter, or an account whose filtering is off (``filter_mode``), which lists
+        everything, unfiltered (amocrm/amocrm-api-php issue #71)."""
+        if self.filter_mode == "ignored":
+            return None
+        ids = parse_filters(request.query).get("id")
+        return None if ids is None else _filter_values(ids)
 
     def _pipelines(self, request: RecordedRequest, _: dict[str, str]) -> Response:
         pipelines = copy.deepcopy(list(self.account.pipelines.values()))
@@ -525,6 +604,10 @@ class FakeAmoCRM(FakeServer):
                 }
                 for i, cid in enumerate(ids)
             ]
+        out["_embedded"]["companies"] = [
+            {"id": c["id"], "_links": {"self": {"href": f"/api/v4/companies/{c['id']}"}}}
+            for c in lead["_embedded"]["companies"]
+        ]
         return out
 
 
@@ -552,16 +635,8 @@ def lead_passes(lead: dict[str, Any], filters: dict[str, Any]) -> bool:
             if "to" in bounds and value > int(bounds["to"]):
                 return False
     ids = filters.get("id")
-    if ids is not None:
-        wanted = (
-            set(ids.values())
-            if isinstance(ids, dict)
-            else {ids}
-            if isinstance(ids, str)
-            else set(ids)
-        )
-        if str(lead["id"]) not in wanted:
-            return False
+    if ids is not None and str(lead["id"]) not in _filter_values(ids):
+        return False
     pipeline = filters.get("pipeline_id")
     if pipeline is not None and str(lead["pipeline_id"]) != str(pipeline):
         return False
@@ -587,6 +662,41 @@ def _has_value(lead: dict[str, Any], field_id: str, wanted: set[str]) -> bool:
     a client that must look for an exact marker anyway."""
     return any(str(cf["field_id"]) == field_id and str(v["value"]) in wanted
                for cf in lead["custom_fields_values"] or [] for v in cf["values"])
+
+
+def _multitext(phones: Sequence[str], emails: Sequence[str]) -> list[dict[str, Any]]:
+    """PHONE/EMAIL values as ``custom_fields_values`` (enum WORK), phones first."""
+    out = []
+    for code, values in (("PHONE", phones), ("EMAIL", emails)):
+        if values:
+            out.append({"field_code": code,
+                        "values": [{"value": v, "enum_code": "WORK"} for v in values]})
+    return out
+
+
+def _bad_lead_filters(filters: dict[str, Any]) -> Response | None:
+    """400 for filters the API cannot read. ``filter[statuses]``: "each array object has 2
+    mandatory fields: pipeline_id and status_id" (Kommo "API filtration", By statuses,
+    https://kommo.com/developers/content/api_v4/api-filtration; reference §1 (d)). Range
+    bounds (``[from]``/``[to]``) are Unix seconds. The exact codes of the real 400 are NOT
+    documented; the shape is the usual ``validation-errors``."""
+    problems = []
+    statuses = filters.get("statuses")
+    if statuses is not None:
+        entries = statuses.values() if isinstance(statuses, dict) else [statuses]
+        for i, entry in enumerate(entries):
+            if (not isinstance(entry, dict) or not str(entry.get("pipeline_id", "")).isdigit()
+                    or not str(entry.get("status_id", "")).isdigit()):
+                problems.append(problem("FieldMissing", f"filter.statuses.{i}",
+                                        "pipeline_id and status_id are required."))
+    for key in ("closed_at", "created_at", "updated_at"):
+        bounds = filters.get(key)
+        if isinstance(bounds, dict):
+            for end in ("from", "to"):
+                if end in bounds and not str(bounds[end]).isdigit():
+                    problems.append(problem("InvalidType", f"filter.{key}.{end}",
+                                            "This value should be of type int."))
+    return validation_error([("0", problems)]) if problems else None
 
 
 __all__ = ["FakeAmoCRM", "parse_filters"]
