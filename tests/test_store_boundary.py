@@ -27,12 +27,6 @@ ALLOWED_SQLALCHEMY_MODULES = {"sqlalchemy.exc"}
 
 #: module (relative to the repository) -> why it still holds SQL
 NOT_CONVERTED = {
-    "hub/engine/ingest.py": "the accept path writes raw requests, leads, event keys and "
-                            "quarantine itself (batched straight to the SQLite driver); it is "
-                            "being reshaped into one accept path for webhooks, polling and "
-                            "reprocessing, whose store module comes with it",
-    "hub/engine/requeue.py": "quarantine reprocessing is folded into the one accept path "
-                             "(see ingest.py) in the same change",
     "hub/runtime.py": "reads connector_state (enabled_overrides); under edit by the runtime "
                       "and plugin work, move to hub/store/connector_state.py next",
 }

@@ -12,20 +12,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import os
 import queue
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
 from urllib.parse import urlencode
 
-from sqlalchemy import JSON, Connection, Engine, Table, bindparam, exists, insert, or_, select, update
+from sqlalchemy import Connection, Engine
 
 from hub.bodies import storable_text
 from hub.connectors import InboundRequest, ParsedEvent, TrackingUtm
@@ -33,7 +30,7 @@ from hub.engine.threads import Threads, call_update
 from hub.models import Lead
 from hub.normalize import normalize_lead, normalize_phone
 from hub.redaction import redact_body
-from hub.store import tables as t
+from hub.store import accepted
 from hub.store.db import background_checkpoints, checkpoint
 
 #: Headers of any provider worth keeping with the raw request (types, ids, the Standard
@@ -174,9 +171,6 @@ def ingest_one(conn: Connection, item: IngestItem) -> IngestResult:
     return ingest_many(conn, [item])[0]
 
 
-_IN_CHUNK = 500  # event keys per SELECT ... IN (...): far below every driver's bind limit
-
-
 def ingest_many(conn: Connection, items: list[IngestItem]) -> list[IngestResult]:
     """Write each request and what it yields, as if one after another (a later request
     sees the event keys of an earlier one), in one statement per table (executemany)
@@ -184,10 +178,9 @@ def ingest_many(conn: Connection, items: list[IngestItem]) -> list[IngestResult]
     transaction.
 
     Building a SQLAlchemy ``insert().values(...)`` per row costs far more than the row
-    itself (bind parameters and cache keys are rebuilt every time); here each statement
-    is compiled once and the driver receives plain parameter lists.
+    itself (bind parameters and cache keys are rebuilt every time); the rows are plain
+    dicts, written by ``hub/store/accepted.py`` one statement per table.
     """
-    ek = t.event_keys
     wanted: dict[str, set[str]] = {}
     for item in items:
         for ev in item.events:
@@ -196,24 +189,9 @@ def ingest_many(conn: Connection, items: list[IngestItem]) -> list[IngestResult]
     # (source, key) -> (lead_id, seen_at): the table as ingest_one would see it, kept up to
     # date as the items are applied in order
     known: dict[tuple[str, str], tuple[str | None, float]] = {}
-    raw = _sqlite_driver(conn)
     for source, keys in wanted.items():
-        ordered = sorted(keys)
-        for i in range(0, len(ordered), _IN_CHUNK):
-            part = ordered[i:i + _IN_CHUNK]
-            rows: Any
-            if raw is not None:
-                rows = raw.execute(
-                    "SELECT event_key, lead_id, seen_at FROM event_keys WHERE source = ? AND "
-                    f"event_key IN ({', '.join('?' * len(part))})", (source, *part))
-            else:
-                rows = conn.execute(
-                    select(ek.c.event_key, ek.c.lead_id, ek.c.seen_at).where(
-                        ek.c.source == source, ek.c.event_key.in_(part)
-                    )
-                )
-            for key, lead_id, seen_at in rows:
-                known[(source, key)] = (lead_id, seen_at)
+        for seen_key, lead_id, seen_at in accepted.seen_keys(conn, source, list(keys)):
+            known[(source, seen_key)] = (lead_id, seen_at)
     stored = set(known)  # keys already in the table: remembered by UPDATE, others by INSERT
     for ident in _reopened_keys(conn, items):
         del known[ident]
@@ -224,7 +202,7 @@ def ingest_many(conn: Connection, items: list[IngestItem]) -> list[IngestResult]
     key_updates: dict[tuple[str, str], dict[str, Any]] = {}
     quarantine_rows: list[dict[str, Any]] = []
     inbound_rows: list[dict[str, Any]] = []
-    reprocessed: list[tuple[str, dict[str, Any], IngestResult]] = []
+    reprocessed: list[tuple[str, str, dict[str, Any], IngestResult]] = []
     results: list[IngestResult] = []
     for item in items:
         req, now = item.request, item.received_at
@@ -297,7 +275,7 @@ def ingest_many(conn: Connection, items: list[IngestItem]) -> list[IngestResult]
             "note": storable_text("; ".join(notes) or quarantine_reason or "") or None,
         }
         if item.reprocess is not None:
-            reprocessed.append((item.reprocess, {"id": item.inbound_id, **counted}, result))
+            reprocessed.append((item.reprocess, item.inbound_id, counted, result))
         else:
             inbound_rows.append({
                 "id": item.inbound_id, "source": req.source, "received_at": now,
@@ -309,26 +287,17 @@ def ingest_many(conn: Connection, items: list[IngestItem]) -> list[IngestResult]
         result.lead_ids = lead_ids
         results.append(result)
 
-    if lead_rows:
-        _insert(conn, raw, t.leads, lead_rows)
+    accepted.insert_leads(conn, lead_rows)
     threads.save(conn)
-    if key_inserts:
-        _insert(conn, raw, ek, list(key_inserts.values()))
-    if key_updates:
-        conn.execute(
-            update(ek)
-            .where(ek.c.source == bindparam("k_source"), ek.c.event_key == bindparam("k_key"))
-            .values(lead_id=bindparam("k_lead"), inbound_id=bindparam("k_inbound"),
-                    seen_at=bindparam("k_seen")),
-            [{"k_source": r["source"], "k_key": r["event_key"], "k_lead": r["lead_id"],
-              "k_inbound": r["inbound_id"], "k_seen": r["seen_at"]} for r in key_updates.values()],
-        )
-    if quarantine_rows:
-        conn.execute(insert(t.quarantine), quarantine_rows)
-    if inbound_rows:
-        _insert(conn, raw, t.inbound_events, inbound_rows)
-    for entry_id, counted, result in reprocessed:
-        _close_entry(conn, entry_id, counted, result)
+    accepted.insert_keys(conn, list(key_inserts.values()))
+    accepted.update_keys(conn, list(key_updates.values()))
+    accepted.insert_quarantine(conn, quarantine_rows)
+    accepted.insert_requests(conn, inbound_rows)
+    closed_at = time.time()
+    for entry_id, raw_id, counted, result in reprocessed:
+        reason = None if result.quarantined is None else storable_text(result.quarantined)
+        if not accepted.close_entry(conn, entry_id, raw_id, counted, reason, closed_at):
+            raise EntryNotOpen(entry_id)
     return results
 
 
@@ -342,7 +311,6 @@ def _reopened_keys(conn: Connection, items: list[IngestItem]) -> set[tuple[str, 
     the store (an event quarantined by a poll, a lead the worker sent to quarantine): they
     are applied again. Its keys that made a live lead, and keys of other requests, stay
     seen: that event is a retry."""
-    ek, ld = t.event_keys, t.leads
     out: set[tuple[str, str]] = set()
     for item in items:
         if item.reprocess is None:  # the webhook's group commit: nothing to look up
@@ -351,67 +319,9 @@ def _reopened_keys(conn: Connection, items: list[IngestItem]) -> set[tuple[str, 
         if not keys:
             continue
         source = item.request.source
-        rows = conn.execute(select(ek.c.event_key).where(
-            ek.c.source == source, ek.c.event_key.in_(sorted(keys)),
-            ek.c.inbound_id == item.inbound_id,
-            or_(ek.c.lead_id.is_(None), ~exists().where(ld.c.id == ek.c.lead_id)),
-        ))
-        out.update((source, key) for key in rows.scalars())
+        out.update((source, key) for key in accepted.keys_without_live_lead(
+            conn, source, list(keys), item.inbound_id))
     return out
-
-
-def _close_entry(conn: Connection, entry_id: str, counted: dict[str, Any],
-                 result: IngestResult) -> None:
-    """Record what reprocessing made of a quarantined request: its raw request counts the
-    new outcome (the ledger follows), and its entry is closed (``reprocessed``, with the
-    lead it became or continued), or stays open with the new reason."""
-    ie, q = t.inbound_events, t.quarantine
-    conn.execute(update(ie).where(ie.c.id == counted["id"]).values(
-        {k: v for k, v in counted.items() if k != "id"}))
-    now = time.time()
-    values: dict[str, Any] = (
-        {"reason": storable_text(result.quarantined), "updated_at": now}
-        if result.quarantined is not None else
-        {"state": "reprocessed", "lead_id": counted["lead_id"], "updated_at": now}
-    )
-    if conn.execute(update(q).where(q.c.id == entry_id, q.c.state == "open")
-                    .values(values)).rowcount != 1:
-        raise EntryNotOpen(entry_id)
-
-
-def _sqlite_driver(conn: Connection) -> sqlite3.Connection | None:
-    """The sqlite3 connection under ``conn`` (in its transaction), None on PostgreSQL."""
-    if conn.dialect.name != "sqlite":
-        return None
-    driver = conn.connection.driver_connection
-    return driver if isinstance(driver, sqlite3.Connection) else None
-
-
-@lru_cache(maxsize=64)
-def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
-    return (f"INSERT INTO {table} ({', '.join(columns)}) "
-            f"VALUES ({', '.join('?' * len(columns))})")
-
-
-def _insert(conn: Connection, raw: sqlite3.Connection | None, table: Table,
-            rows: list[dict[str, Any]]) -> None:
-    """``conn.execute(insert(table), rows)``; on SQLite straight to the driver: the rows are
-    ours (same keys, every NOT NULL column given) and the only conversion SQLAlchemy made
-    was JSON, which is done here the same way. Per group commit, SQLAlchemy's statement
-    execution (parameter processing for every row, the execution context) cost about as
-    much as SQLite's own work; the group commit is the one serial step of the api."""
-    if raw is None:
-        conn.execute(insert(table), rows)
-        return
-    columns = tuple(rows[0])
-    encoded = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, JSON)]
-    params = []
-    for row in rows:
-        values = [row[c] for c in columns]
-        for i in encoded:
-            values[i] = json.dumps(values[i])
-        params.append(values)
-    raw.executemany(_insert_sql(table.name, columns), params)
 
 
 def ingest_batch(engine: Engine, items: list[IngestItem]) -> list[IngestResult]:

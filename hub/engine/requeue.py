@@ -12,13 +12,11 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qsl
 
-from sqlalchemy import Row, select
-
 from hub.connectors import InboundRequest
 from hub.engine.accept import accept, rules_for
 from hub.engine.ingest import EntryNotOpen, ingest_batch
 from hub.runtime import Runtime
-from hub.store import tables as t
+from hub.store import StoredRow, accepted
 
 
 def reprocess_quarantined(rt: Runtime, qid: str) -> dict[str, Any] | None:
@@ -54,21 +52,17 @@ def reprocess_quarantined(rt: Runtime, qid: str) -> dict[str, Any] | None:
     return {"id": qid, "state": "reprocessed", "lead_ids": result.lead_ids}
 
 
-def _entry(rt: Runtime, qid: str, *, primary: bool = False) -> Row[Any] | None:
+def _entry(rt: Runtime, qid: str, *, primary: bool = False) -> StoredRow | None:
     """The quarantine entry with its raw request."""
     with (rt.db if primary else rt.reader).connect() as conn:
-        return conn.execute(
-            select(t.quarantine, t.inbound_events)
-            .join(t.inbound_events, t.inbound_events.c.id == t.quarantine.c.inbound_id)
-            .where(t.quarantine.c.id == qid)
-        ).first()
+        return accepted.quarantined_request(conn, qid)
 
 
-def _closed(qid: str, row: Row[Any]) -> dict[str, Any]:
+def _closed(qid: str, row: StoredRow) -> dict[str, Any]:
     return {"id": qid, "state": row.state, "lead_ids": [row.lead_id] if row.lead_id else []}
 
 
-def _message_id(row: Row[Any]) -> str | None:
+def _message_id(row: StoredRow) -> str | None:
     """A polled message's own id, which keyed its events when it was fetched (its raw
     request keeps the first event's key, ``id:<event_id>``), so that its events are keyed
     alike now; None for a webhook, whose events carry the provider's ids."""
