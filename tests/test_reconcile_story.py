@@ -9,7 +9,8 @@ nobody paid (past the grace) ``missing_in_accounting``, the sum 25 % off
 resolved.
 
 The books are a seam (``books``): each accounting fake puts ``STORY.books`` in its own
-shape and names the ``[destinations.books]`` table.
+shape and names the ``[destinations.books]`` table; fake 1C (``plugins.onec.testing``)
+is the one here.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from hub import PROJECT
 from hub.testing.cluster import HubCluster
 from hub.testing.kits.common import toml_table
 from plugins.amocrm.testing import FakeAmoCRM
@@ -46,24 +49,29 @@ class Books:
     seed: Callable[[Path], None]
 
 
-def erp_books() -> Iterator[Books]:
-    """Stand-in books until fake 1C lands: the test ERP plugin's JSON lines, holding only
-    what a correct accounting reader yields (posted, not deleted customer receipts)."""
-    def seed(data_dir: Path) -> None:
-        rows = [{"type": "payment", "id": f"{n}-{k}", "client": f"cp-{n}", "amount": r.amount,
-                 "date": ago(r.days_ago).isoformat(), "name": c.name, "inn": c.inn,
-                 "phones": list(c.phones), "emails": list(c.emails)}
-                for n, c in enumerate(STORY.books) for k, r in enumerate(c.receipts) if r.is_payment]
-        data_dir.mkdir(parents=True, exist_ok=True)
-        (data_dir / "books.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), "utf-8")
+def onec_books() -> Iterator[Books]:
+    """Fake 1C (BP 3.0): counterparties with phones and e-mails only in
+    ``Представление``, bank and cash receipts with ``Posted``, ``DeletionMark`` and
+    ``ВидОперации`` as the story has them."""
+    testing = pytest.importorskip("plugins.onec.testing")
+    with testing.FakeOneC(username="Бухгалтер", password="story-1c") as fake:
+        for c in STORY.books:
+            ref = fake.add_counterparty(c.name, inn=c.inn, phones=c.phones, emails=c.emails)
+            for r in c.receipts:
+                fake.add_payment(ref, r.amount, ago(r.days_ago), cash=r.cash,
+                                 operation=r.operation, posted=r.posted, deleted=r.deleted)
+        installed = {ep.name for ep in entry_points(group=PROJECT)}
+        yield Books({"plugin": "onec", "base_url": fake.odata_url, "username": "Бухгалтер",
+                     "password": "story-1c"},
+                    {} if "onec" in installed else {"LEADHUB_PLUGIN_MODULES": "onec=plugins.onec.plugin"},
+                    lambda _data_dir: None)
+        fake.assert_clean()
 
-    yield Books({"plugin": "erp", "path": "books.jsonl", "page_size": 20},
-                {"LEADHUB_PLUGIN_MODULES": "erp=tests.erp_plugin"}, seed)
 
-
-@pytest.fixture(params=["erp"])
+@pytest.fixture(params=["onec"])
 def books(request: pytest.FixtureRequest) -> Iterator[Books]:
-    yield from {"erp": erp_books}[request.param]()
+    """Each accounting side the story runs against (MoySklad and Business.Ru: Must show 2)."""
+    yield from {"onec": onec_books}[request.param]()
 
 
 @pytest.fixture
