@@ -101,6 +101,7 @@ class BruClient:
         self.limit_wait_s = limit_wait_s
         self.limit_waits = limit_waits
         self.repairs = 0  # tokens obtained, for tests and logs
+        self.writes = 0  # POST/PUT/DELETE answered ok: a caller tells a half-done attempt by it
 
     def close(self) -> None:
         self._http.close()
@@ -167,6 +168,8 @@ class BruClient:
             if body.get("status") not in (None, "ok"):
                 raise PermanentError(f"Business.Ru {method} {model}: {body.get('error_code')} "
                                      f"{body.get('error_text', '')}".rstrip())
+            if method != "GET":
+                self.writes += 1
             return body
 
     def _send(self, method: str, model: str, params: Mapping[str, Any], token: str) -> httpx.Response:

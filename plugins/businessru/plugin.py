@@ -54,6 +54,7 @@ from hub.sdk import (
     HttpConnectorConfig,
     Limits,
     Payment,
+    RetryableError,
     hookimpl,
 )
 from plugins.businessru.client import BruClient
@@ -152,7 +153,8 @@ class BusinessRuDestination(Destination[BusinessRuConfig]):
     description: ClassVar[str] = "Business.Ru (Class365): a customer order with its partner per lead"
     # No documented request rate ([verify]); 503 answers "over the limit". 3/s is modest,
     # and an admin lowers it with rate_limit_per_s.
-    limits: ClassVar[Limits] = Limits(requests_per_second=3, batch_size=1)
+    # batch_size: leads per deliver call, sent one after another (no batch endpoint).
+    limits: ClassVar[Limits] = Limits(requests_per_second=3, batch_size=2)
     capabilities: ClassVar[frozenset[Capability]] = frozenset({
         Capability.LOOKUP,  # customerorders?number=LH-<marker>
         Capability.COUNTS_OWN_REQUESTS,  # a lead costs several requests
@@ -174,8 +176,15 @@ class BusinessRuDestination(Destination[BusinessRuConfig]):
         outcomes = []
         for item in items:
             outcome = DeliveryOutcome(item.delivery_id)
+            writes = self.client().writes
             try:
                 outcome.external_id = self._deliver_one(item)
+            except RetryableError as exc:
+                # After a partner or contact was written, the next attempt must search for
+                # it first (by its marker) even if this failure itself was certain.
+                if self.client().writes > writes:
+                    exc.uncertain = True
+                outcome.error = exc
             except Exception as exc:  # an item's failure is its own; the engine maps it
                 outcome.error = exc
             outcomes.append(outcome)
@@ -186,11 +195,12 @@ class BusinessRuDestination(Destination[BusinessRuConfig]):
         return str(found[0]["id"]) if found else None
 
     def _deliver_one(self, item: DeliveryItem) -> str:
-        partner = self._partner(item)
-        self._add_contacts(item, partner)
-        existing = self.lookup(item)
-        if existing:
-            return existing
+        partner, created = self._partner(item)
+        self._add_contacts(item, partner, fresh=created)
+        if item.uncertain:  # only an earlier attempt can have made the order
+            existing = self.lookup(item)
+            if existing:
+                return existing
         lead, cfg = item.lead, self.config
         order: dict[str, Any] = {"partner_id": partner, "number": order_number(item),
                                  "name": (lead.product or lead.message or "LeadHub lead")[:250],
@@ -204,37 +214,42 @@ class BusinessRuDestination(Destination[BusinessRuConfig]):
                 order[key] = value
         return _new_id(self.client().request("POST", "customerorders", order))
 
-    def _partner(self, item: DeliveryItem) -> str:
+    def _partner(self, item: DeliveryItem) -> tuple[str, bool]:
+        """The partner's id, and whether this call created it."""
         client, lead = self.client(), item.lead
         inn = str(lead.fields.get("inn") or "").strip()
         if inn:
             found = _rows(client.request("GET", "partners", {"inn": inn}))
             if found:
-                return str(found[0]["id"])
+                return str(found[0]["id"]), False
         for kind, values in ((PHONE, lead.contact.phones), (EMAIL, lead.contact.emails)):
             for value in values:
                 found = _rows(client.request("GET", "partnercontactinfo", {
                     "contact_info_type_id": kind, "contact_info": value}))
                 if found:
-                    return str(found[0]["partner_id"])
+                    return str(found[0]["partner_id"]), False
         name = _partner_name(item)
         mark = "lh:" + marker(item)
-        mine = _rows(client.request("GET", "partners", {"name": name, "order_by": {"id": "DESC"},
-                                                        "limit": 50}))
-        for row in mine:
-            if mark in str(row.get("description") or ""):
-                return str(row["id"])
+        if item.uncertain:  # an earlier attempt's partner, perhaps still without contacts
+            mine = _rows(client.request("GET", "partners", {
+                "name": name, "order_by": {"id": "DESC"}, "limit": 50}))
+            for row in mine:
+                if mark in str(row.get("description") or ""):
+                    return str(row["id"]), False
         partner: dict[str, Any] = {"name": name, "description": f"LeadHub {mark}"}
         if inn:
             partner["inn"] = inn
-        return _new_id(client.request("POST", "partners", partner))
+        return _new_id(client.request("POST", "partners", partner)), True
 
-    def _add_contacts(self, item: DeliveryItem, partner: str) -> None:
+    def _add_contacts(self, item: DeliveryItem, partner: str, *, fresh: bool) -> None:
+        """The lead's phones and emails the partner lacks (``fresh``: it has none yet)."""
         client, contact = self.client(), item.lead.contact
         if not contact.phones and not contact.emails:
             return
-        have = {(str(r.get("contact_info_type_id")), str(r.get("contact_info")))
-                for r in _rows(client.request("GET", "partnercontactinfo", {"partner_id": partner}))}
+        have: set[tuple[str, str]] = set()
+        if not fresh:
+            have = {(str(r.get("contact_info_type_id")), str(r.get("contact_info")))
+                    for r in _rows(client.request("GET", "partnercontactinfo", {"partner_id": partner}))}
         for kind, values in ((PHONE, contact.phones), (EMAIL, contact.emails)):
             for value in values:
                 if (str(kind), value) not in have:
