@@ -66,7 +66,20 @@ class FakeOneC(FakeServer):
 
     Seeding (see ``add_counterparty``, ``add_payment``) writes records as 1C keeps them:
     phones and emails only in ``Представление`` unless ``structured=True``, dates in the
-    base's local time.
+    base's local time::
+
+        with FakeOneC(username="lh", password="pw") as onec:       # БП 3.0 by default
+            romashka = onec.add_counterparty("Ромашка", inn="7707083893",
+                                             full_name="ООО «Ромашка»",
+                                             phones=["8 (916) 123-45-67"],
+                                             emails=["IVAN@ROMASHKA.RU"])
+            onec.add_payment(romashka, 120_000, datetime(2026, 3, 5, tzinfo=UTC))
+            onec.add_payment(romashka, 5_000, day, cash=True)                  # cash receipt
+            onec.add_payment(romashka, 7_000, day, operation="ВозвратОтПоставщика")  # not paid
+            onec.add_payment(romashka, 9_000, day, posted=False)               # not paid
+            onec.add_payment(romashka, 9_000, day, deleted=True)               # not paid
+            settings = {"plugin": "onec", "base_url": onec.odata_url,
+                        "username": "lh", "password": "pw"}
     """
 
     def __init__(self, *, username: str = "Администратор", password: str = "secret",
