@@ -1,17 +1,22 @@
-"""``leadhub plugin new``: the files of a new plugin package, with a test that passes.
+"""``leadhub plugin new``: the files of a new plugin package, with tests that pass.
 
 The package registers itself through the ``leadhub`` entry-point group, as every plugin
-does; its plugin id is the entry-point name. The plugin modules import only the public
-plugin API, ``hub.sdk``.
+does; its plugin id is the entry-point name. Its plugin module imports only ``hub.sdk``,
+its fake and tests only ``hub.sdk`` and ``hub.testing``. What the SDK does (status
+mapping, ``Retry-After``, rate slots, secret checks) the generated code does not repeat,
+and its tests are the contract kits (``hub.testing.kits``) plus one end-to-end test with
+the ``leadhub`` fixture (``hub.testing.pytest_plugin``): a scaffold that passes them is
+a plugin that keeps the contract, and what the author changes is checked the same way.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from hub import PROJECT
 
@@ -55,7 +60,6 @@ class PluginNames:
             "Prefix": self.class_prefix,
             "Connector": self.connector_class,
             "ENV": self.plugin_id.upper(),
-            "Header": "X-" + "-".join(p.capitalize() for p in self.plugin_id.split("_") if p) + "-Token",
         }
         for key, value in values.items():
             template = template.replace("{{" + key + "}}", value)
@@ -78,14 +82,21 @@ def create_plugin(plugin_id: str, directory: Path, kind: Kind = "destination") -
     root = directory / names.distribution
     if root.exists():
         raise ScaffoldError(f"{root} already exists")
-    module, test = (SOURCE_MODULE, SOURCE_TEST) if kind == "source" else (DEST_MODULE, DEST_TEST)
-    files = {
-        "pyproject.toml": PYPROJECT,
-        "README.md": README_SOURCE if kind == "source" else README_DESTINATION,
-        f"{names.package}/__init__.py": module,
-        f"{names.package}/py.typed": "",
-        f"tests/test_{plugin_id}.py": test,
-    }
+    files = {"pyproject.toml": PYPROJECT, f"{names.package}/py.typed": ""}
+    if kind == "source":
+        files |= {
+            "README.md": README_SOURCE,
+            f"{names.package}/__init__.py": SOURCE_MODULE,
+            f"tests/test_{plugin_id}.py": SOURCE_TEST,
+            **{f"tests/payloads/{plugin_id}/{name}": text for name, text in SOURCE_PAYLOADS.items()},
+        }
+    else:
+        files |= {
+            "README.md": README_DESTINATION,
+            f"{names.package}/__init__.py": DEST_MODULE,
+            f"{names.package}/testing.py": DEST_FAKE,
+            f"tests/test_{plugin_id}.py": DEST_TEST,
+        }
     for rel, template in files.items():
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -104,7 +115,9 @@ version = "0.1.0"
 description = "LeadHub {{kind}} plugin: {{plugin_id}}"
 readme = "README.md"
 requires-python = ">=3.11"
-dependencies = ["leadhub"]
+# What the plugin imports itself. hub.sdk's ConnectorClient brings httpx: list it here too
+# only if you import httpx yourself.
+dependencies = ["leadhub", "pydantic>=2"]
 
 [project.optional-dependencies]
 test = ["pytest>=8"]
@@ -127,7 +140,7 @@ testpaths = ["tests"]
 README_DESTINATION = '''\
 # {{distribution}}
 
-A LeadHub destination: each lead becomes one record in the {{plugin_id}} API.
+A LeadHub destination: each lead becomes one contact in the {{plugin_id}} CRM.
 
 ## Install
 
@@ -147,17 +160,21 @@ timeout_s = 10
 | key | meaning |
 |---|---|
 | `base_url` | the API's address (a self-hosted, regional or test server) |
-| `api_key` | API key, sent as a bearer token (a secret: never logged) |
-| `timeout_s` | HTTP timeout in seconds (default 10) |
+| `api_key` | API key, sent as a bearer token (a secret: never logged, never empty) |
+| `timeout_s` | HTTP timeout of one request in seconds (default 10) |
 
 ## Develop
 
     pip install -e '.[test]'
     pytest
 
-The tests run the connector against a strict fake of the API (`hub.testing.FakeServer`):
-a request the fake does not expect fails the test. Replace the payload in `_create` and
-the fake's routes with the real API's. See LeadHub's `docs/writing-plugins.md`.
+`{{package}}/testing.py` is a strict fake of the CRM (`hub.testing.FakeServer`): the
+rules it keeps are in its docstring. `tests/test_{{plugin_id}}.py` runs LeadHub's
+destination contract kit against it (a batch, a retry after a lost answer that creates
+nothing twice, the declared rate, 4xx and 5xx) and one lead through a whole hub. Replace
+the fake's rules and the plugin's requests with the real API's, citing its
+documentation; the same tests then check your plugin. See LeadHub's
+`docs/writing-plugins.md`.
 '''
 
 README_SOURCE = '''\
@@ -180,405 +197,377 @@ token = "${{{ENV}}_TOKEN}"
 
 | key | meaning |
 |---|---|
-| `token` | shared secret the sender puts in the `{{Header}}` header (a secret: never logged) |
+| `token` | shared secret the sender puts in the `X-Leadhub-Token` header or in `?token=` (never empty) |
 
 ## Develop
 
     pip install -e '.[test]'
     pytest
 
-`verify` and `parse` are pure functions of the request: test them with real payloads the
-provider sent (save them under `tests/payloads/`). See LeadHub's `docs/writing-plugins.md`.
+`tests/test_{{plugin_id}}.py` runs LeadHub's source contract kit on the payloads in
+`tests/payloads/{{plugin_id}}/` (unsigned and wrongly signed requests refused, each
+payload parsed and answered as its `.meta.json` expects, a repeat makes no second lead)
+and one webhook through a whole hub. Replace the payloads with requests the provider
+really sent; `LEADHUB_KIT_RECORD=1 pytest` writes what the source does now into the
+sidecars for you to review. See LeadHub's `docs/writing-plugins.md`.
 '''
 
 DEST_MODULE = '''\
-"""``{{plugin_id}}``: a LeadHub destination that creates one record per lead through an HTTP API.
-
-The hub calls ``deliver`` in a worker, at most ``limits.batch_size`` leads at a time and
-never faster than ``limits.requests_per_second`` across all workers. Raise the SDK's errors
-and let the engine decide about retries; never retry or sleep here.
-"""
-
-from __future__ import annotations
+"""``{{plugin_id}}``: a LeadHub destination that makes one {{plugin_id}} contact per lead,
+its ``external_id`` the delivery's idempotency key, which the CRM keeps unique: a batch
+sent again creates nothing twice, and ``lookup_many`` finds what a lost one made."""
 
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-import httpx
 from hub.sdk import (
-    Connector,
+    Capability,
+    ConnectorClient,
     ConnectorContext,
     DeliveryItem,
     DeliveryOutcome,
     Destination,
-    DestinationConfig,
+    HttpConnectorConfig,
     Limits,
-    PermanentError,
-    RateLimited,
-    RetryableError,
+    bearer_token,
     hookimpl,
 )
 from pydantic import Field, SecretStr
 
-__version__ = "0.1.0"
 
-
-class {{Prefix}}Config(DestinationConfig):
-    """Settings of a ``[destinations.NAME]`` table with ``plugin = "{{plugin_id}}"``."""
-
-    base_url: str = Field(description="The API's address (a self-hosted, regional or test server).")
+class {{Prefix}}Config(HttpConnectorConfig):  # base_url and timeout_s come with the base
     api_key: SecretStr = Field(description="API key, sent as a bearer token.")
-    timeout_s: float = Field(default=10.0, gt=0, le=120, description="HTTP timeout in seconds.")
 
 
 class {{Connector}}(Destination[{{Prefix}}Config]):
-    """Create one {{plugin_id}} record per lead."""
+    """One {{plugin_id}} contact per lead, up to 10 leads a request."""
 
     Config = {{Prefix}}Config
-    description: ClassVar[str] = "{{plugin_id}}: one record per lead"
-    # The API's documented limits: the engine keeps all workers together under them.
-    limits: ClassVar[Limits] = Limits(requests_per_second=5, batch_size=1)
+    # The API's documented limit is 10 requests a second per key: 8 a second, bursts of 2.
+    limits: ClassVar[Limits] = Limits(requests_per_second=8, batch_size=10, burst=2)
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.LOOKUP, Capability.BATCH_LOOKUP, Capability.COUNTS_OWN_REQUESTS})
 
     def __init__(self, config: {{Prefix}}Config, context: ConnectorContext) -> None:
         super().__init__(config, context)
-        self.client = httpx.Client(
-            base_url=config.base_url.rstrip("/"),
-            timeout=config.timeout_s,
-            headers={"Authorization": f"Bearer {config.api_key.get_secret_value()}"},
-        )
+        self.http = ConnectorClient(config, context, auth=bearer_token(config.api_key))
 
     def deliver(self, items: list[DeliveryItem]) -> list[DeliveryOutcome]:
-        return [DeliveryOutcome(item.delivery_id, external_id=self._create(item)) for item in items]
-
-    def _create(self, item: DeliveryItem) -> str | None:
-        if item.duplicate_of_external_id:
-            # The person already has a record there: create nothing. (An API that can add a
-            # note would do so here, with annotates_duplicates = True on the class.)
-            return item.duplicate_of_external_id
-        lead = item.lead
-        payload = {
-            "external_ref": item.idempotency_key,  # lets lookup() find it after a lost answer
-            "name": lead.contact.name,
-            "phone": next(iter(lead.contact.phones), None),
-            "email": next(iter(lead.contact.emails), None),
-            "message": lead.message,
-            "source": lead.source,
-            "utm_source": lead.utm.source,
-            "assigned_to": lead.assigned_to,
-        }
-        return str(self._request("POST", "/leads", json=payload).json()["id"])
+        answer = self.http.post("/api/v1/contacts/batch", json={"contacts": [_contact(i) for i in items]})
+        ids = {c["external_id"]: str(c["id"]) for c in answer.json()["contacts"]}
+        return [DeliveryOutcome(i.delivery_id, external_id=ids[i.idempotency_key]) for i in items]
 
     def lookup(self, item: DeliveryItem) -> str | None:
-        """An earlier attempt may have created the record and lost the answer: find it."""
-        found = self._request("GET", "/leads", params={"external_ref": item.idempotency_key}).json()
-        items = found.get("items") or []
-        return str(items[0]["id"]) if items else None
+        return self.lookup_many([item]).get(item.delivery_id)
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            response = self.client.request(method, path, **kwargs)
-        except httpx.ConnectError as exc:  # nothing was sent
-            raise RetryableError(f"cannot connect: {exc}") from exc
-        except httpx.HTTPError as exc:  # it may have arrived: the engine looks it up first
-            raise RetryableError(f"{type(exc).__name__}: {exc}", uncertain=True) from exc
-        if response.status_code == 429:
-            raise RateLimited("the API says 429", _retry_after(response))
-        if response.status_code >= 500:
-            raise RetryableError(f"HTTP {response.status_code}", uncertain=True)
-        if response.status_code >= 400:
-            raise PermanentError(f"HTTP {response.status_code}: {response.text[:200]}")
-        return response
+    def lookup_many(self, items: list[DeliveryItem]) -> dict[str, str]:
+        by_key = {item.idempotency_key: item.delivery_id for item in items}
+        found: dict[str, str] = {}
+        page = 1
+        while page:
+            answer = self.http.get("/api/v1/contacts", params={"external_id": list(by_key), "page": page})
+            found.update({by_key[c["external_id"]]: str(c["id"]) for c in answer.json()["contacts"]})
+            page = answer.json()["next_page"]  # null after the last page
+        return found
 
     def close(self) -> None:
-        self.client.close()
+        self.http.close()
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    try:
-        return float(response.headers["retry-after"])
-    except (KeyError, ValueError):
-        return None
+def _contact(item: DeliveryItem) -> dict[str, Any]:
+    lead, contact = item.lead, item.lead.contact
+    return {"external_id": item.idempotency_key, "name": contact.name, "phones": contact.phones,
+            "emails": contact.emails, "note": lead.message, "owner_id": lead.assigned_to,
+            "source": lead.source, "utm": lead.utm.model_dump(exclude_none=True)}
 
 
 @hookimpl
-def leadhub_register_connectors(register: Callable[[type[Connector[Any]]], None]) -> None:
+def leadhub_register_connectors(register: Callable[[type[Destination[Any]]], None]) -> None:
     register({{Connector}})
 '''
 
-DEST_TEST = '''\
-"""{{Connector}} against a strict fake of the API, and its place in a plugins.toml."""
+DEST_FAKE = '''\
+"""A strict fake of the {{plugin_id}} API for tests: what the plugin may rely on, and no more.
 
-from __future__ import annotations
+The rules, as the API's documentation states them (replace them with the real API's, and
+cite it, as you adapt the plugin):
 
-from collections.abc import Iterator
-from datetime import UTC, datetime
-from pathlib import Path
+- every request carries ``Authorization: Bearer <API key>``, else 401;
+- at most 10 requests a second per key; beyond that 429 with ``Retry-After`` (seconds);
+- ``POST /api/v1/contacts/batch`` takes ``{"contacts": [...]}``, 1 to 10 contacts with a
+  non-empty ``external_id`` each and no fields but ``FIELDS``; one invalid contact makes
+  the whole request 422 and creates nothing. A contact whose ``external_id`` the CRM has
+  is not created again: the answer, ``{"contacts": [{"id", "external_id"}, ...]}`` in
+  the order sent, names the existing one;
+- ``GET /api/v1/contacts?external_id=A&external_id=B&page=N`` (1 to 10 ids, pages from 1)
+  lists those contacts, ``per_page`` a page: ``{"contacts": [...], "next_page": N + 1}``,
+  ``next_page`` null on the last page;
+- errors are JSON, ``{"error": "..."}``, but for a 429's plain text.
 
-import pytest
-from hub.config import build_config
-from hub.plugins import discover, make_plugin_manager
-from hub.sdk import (
-    ConfigError,
-    ConnectorContext,
-    Contact,
-    DeliveryItem,
-    Lead,
-    PermanentError,
-    RateLimited,
-    RetryableError,
-)
-from hub.testing import FakeServer, RecordedRequest, Response, serving
-from pydantic import ValidationError
+Faults come from ``FakeServer``: ``fake.faults(...)`` fails requests before the CRM acts,
+or after it (the contacts are made, the answer is lost).
+"""
 
-from {{package}} import {{Prefix}}Config, {{Connector}}
+from typing import Any
 
-API_KEY = "test-key"
+from hub.testing import FakeServer, RecordedRequest, Response
+
+CONTACTS = "/api/v1/contacts"
+BATCH = "/api/v1/contacts/batch"
+FIELDS = {"external_id", "name", "phones", "emails", "note", "owner_id", "source", "utm"}
+MAX_IDS = 10
 
 
 class Fake{{Prefix}}(FakeServer):
-    """The API as the plugin uses it; any other request fails the test."""
+    """The CRM; ``contacts`` holds what it made, by external id, in the order made."""
 
-    def __init__(self) -> None:
+    def __init__(self, api_key: str, *, per_page: int = 100, per_second: float = 10) -> None:
         super().__init__()
-        self.records: dict[str, dict[str, object]] = {}
-        self.add_route("POST", "/leads", self._create)
-        self.add_route("GET", "/leads", self._find)
+        self.contacts: dict[str, dict[str, Any]] = {}
+        self.per_page = per_page
+        self.require_api_key(api_key)
+        self.limit_rate(per_second)
+        self.add_route("POST", BATCH, self._create)
+        self.add_route("GET", CONTACTS, self._find)
 
-    def before_route(self, request: RecordedRequest) -> Response | None:
-        if request.headers.get("authorization") != f"Bearer {API_KEY}":
-            return Response.json({"error": "unauthorized"}, 401)
-        return None
+    def fault_response(self, kind: str) -> Response:
+        if kind == "429":
+            return super().fault_response(kind)
+        return Response.json({"error": f"injected {kind}"}, int(kind))
 
-    def _create(self, request: RecordedRequest, params: dict[str, str]) -> Response:
-        record_id = str(len(self.records) + 1)
-        self.records[record_id] = request.json()
-        return Response.json({"id": record_id}, 201)
+    def _create(self, request: RecordedRequest, _: dict[str, str]) -> Response:
+        try:
+            contacts = request.json()["contacts"]
+        except (ValueError, TypeError, KeyError):
+            return Response.json({"error": "body: expected {\\"contacts\\": [...]}"}, 400)
+        problem = invalid_batch(contacts)
+        if problem:
+            return Response.json({"error": problem}, 422)
+        made = [self.contacts.setdefault(c["external_id"], {**c, "id": len(self.contacts) + 1})
+                for c in contacts]
+        return Response.json({"contacts": [{"id": c["id"], "external_id": c["external_id"]}
+                                           for c in made]})
 
-    def _find(self, request: RecordedRequest, params: dict[str, str]) -> Response:
-        ref = request.q("external_ref")
-        found = [{"id": k} for k, v in self.records.items() if v["external_ref"] == ref]
-        return Response.json({"items": found})
-
-
-@pytest.fixture
-def api() -> Iterator[Fake{{Prefix}}]:
-    yield from serving(Fake{{Prefix}}())
-
-
-@pytest.fixture
-def destination(api: Fake{{Prefix}}, tmp_path: Path) -> Iterator[{{Connector}}]:
-    config = {{Prefix}}Config.model_validate(
-        {"plugin": "{{plugin_id}}", "base_url": api.base_url, "api_key": API_KEY}
-    )
-    connector = {{Connector}}(config, ConnectorContext(name="{{plugin_id}}_main", data_dir=tmp_path))
-    yield connector
-    connector.close()
-
-
-def item(n: int = 1) -> DeliveryItem:
-    lead = Lead(
-        id=f"01LEAD{n}", source="site_form", channel="form", received_at=datetime.now(UTC),
-        contact=Contact(name="Ivan Petrov", phones=["+79161234567"], emails=["ivan@example.ru"]),
-    )
-    return DeliveryItem(delivery_id=f"d{n}", idempotency_key=f"key-{n}", lead=lead)
+    def _find(self, request: RecordedRequest, _: dict[str, str]) -> Response:
+        keys = request.query.get("external_id", [])
+        page = request.q("page", "1") or ""
+        if not 1 <= len(keys) <= MAX_IDS or not page.isdigit() or int(page) < 1:
+            return Response.json({"error": f"1 to {MAX_IDS} external_id and a page from 1"}, 400)
+        found = [c for key, c in self.contacts.items() if key in keys]
+        start = (int(page) - 1) * self.per_page
+        shown = [{"id": c["id"], "external_id": c["external_id"]}
+                 for c in found[start:start + self.per_page]]
+        more = len(found) > start + self.per_page
+        return Response.json({"contacts": shown, "next_page": int(page) + 1 if more else None})
 
 
-def test_the_hub_finds_the_plugin_through_its_entry_point() -> None:
-    plugins = discover(make_plugin_manager())
-    assert plugins["{{plugin_id}}"].connector is {{Connector}}
-    assert plugins["{{plugin_id}}"].kind == "destination"
-
-
-def test_plugins_toml_is_checked_against_the_config() -> None:
-    plugins = discover(make_plugin_manager())
-    table = {"plugin": "{{plugin_id}}", "base_url": "https://api.example.com", "api_key": "k"}
-    config = build_config({"destinations": {"main": table}}, plugins, env={})
-    assert isinstance(config.destinations["main"].config, {{Prefix}}Config)
-    with pytest.raises(ValidationError, match="extra"):
-        {{Prefix}}Config.model_validate({**table, "colour": "red"})
-    assert "k" not in repr({{Prefix}}Config.model_validate({**table, "api_key": "k"}).api_key)
-    # every SecretStr is refused when empty (an unset ${VAR}), by the hub's config base
-    with pytest.raises(ConfigError, match="main] api_key: is empty"):
-        build_config({"destinations": {"main": {**table, "api_key": "${UNSET_API_KEY}"}}},
-                     plugins, env={})
-
-
-def test_deliver_creates_one_record_per_lead(api: Fake{{Prefix}}, destination: {{Connector}}) -> None:
-    [outcome] = destination.deliver([item()])
-    assert outcome.delivery_id == "d1" and outcome.external_id == "1"
-    assert api.records["1"]["phone"] == "+79161234567"
-    assert api.records["1"]["external_ref"] == "key-1"
-
-
-def test_a_lost_answer_is_found_by_lookup_not_created_twice(
-    api: Fake{{Prefix}}, destination: {{Connector}}
-) -> None:
-    assert destination.lookup(item()) is None
-    with api.faults(ratio=1.0, kinds=("500",), after_ratio=1.0), pytest.raises(RetryableError) as e:
-        destination.deliver([item()])  # created, then the answer was a 500
-    assert e.value.uncertain  # so the engine calls lookup before trying again
-    assert destination.lookup(item()) == "1"
-    assert len(api.records) == 1
-
-
-def test_errors_say_retry_or_give_up(api: Fake{{Prefix}}, destination: {{Connector}}) -> None:
-    with api.faults(ratio=1.0, kinds=("429",)), pytest.raises(RateLimited) as limited:
-        destination.deliver([item()])
-    assert limited.value.retry_after == 1
-    destination.client.headers["Authorization"] = "Bearer wrong"
-    with pytest.raises(PermanentError, match="401"):
-        destination.deliver([item()])
+def invalid_batch(contacts: Any) -> str | None:
+    """What the CRM refuses in a batch, or None."""
+    if not isinstance(contacts, list) or not 1 <= len(contacts) <= MAX_IDS:
+        return f"contacts: a list of 1 to {MAX_IDS}"
+    for n, contact in enumerate(contacts):
+        if not isinstance(contact, dict):
+            return f"contacts[{n}]: not an object"
+        if set(contact) - FIELDS:
+            return f"contacts[{n}]: unknown fields {sorted(set(contact) - FIELDS)}"
+        if not isinstance(contact.get("external_id"), str) or not contact["external_id"]:
+            return f"contacts[{n}].external_id: required"
+        for key in ("phones", "emails"):
+            if not all(isinstance(v, str) for v in contact.get(key, [])):
+                return f"contacts[{n}].{key}: a list of strings"
+    return None
 '''
 
-SOURCE_MODULE = '''\
-"""``{{plugin_id}}``: a LeadHub source for JSON webhooks at ``POST /hooks/<source name>``.
-
-``verify`` and ``parse`` are pure functions of the request: the core stores the raw
-request first, then calls them, normalizes what ``parse`` returns (E.164 phones, emails,
-UTM tags and click ids from fields and URLs) and answers the sender.
-"""
+DEST_TEST = '''\
+"""{{Connector}} keeps LeadHub's destination contract against the fake {{plugin_id}} CRM
+(``{{package}}.testing``), and a web-form lead reaches the CRM through a whole hub."""
 
 from __future__ import annotations
 
-import hmac
+from typing import TYPE_CHECKING, Any
+
+from hub.testing.kits import DestinationHub, DestinationKit
+
+from {{package}} import {{Connector}}
+from {{package}}.testing import BATCH, Fake{{Prefix}}
+
+if TYPE_CHECKING:  # the module is loaded by pytest_plugins below
+    from hub.testing.pytest_plugin import HubFactory
+
+pytest_plugins = ["hub.testing.pytest_plugin"]
+API_KEY = "test-key"
+
+
+class Test{{Prefix}}Kit(DestinationKit):
+    connector = {{Connector}}
+    write_paths = (BATCH,)
+
+    def make_fake(self) -> Fake{{Prefix}}:
+        return Fake{{Prefix}}(API_KEY, per_page=1)  # a look-up of two leads reads two pages
+
+    def settings_for(self, base_url: str) -> dict[str, Any]:
+        return {"base_url": base_url, "api_key": API_KEY, "timeout_s": 1}
+
+    def created(self, hub: DestinationHub) -> int:
+        assert isinstance(hub.fake, Fake{{Prefix}})
+        with hub.fake.lock:
+            return len(hub.fake.contacts)
+
+
+def test_a_form_lead_becomes_a_contact(leadhub: HubFactory) -> None:
+    with Fake{{Prefix}}(API_KEY) as fake:
+        hub = leadhub(f"""
+            [hub]
+            default_destinations = ["crm"]
+            [sources.form]
+            plugin = "webform"
+            [destinations.crm]
+            plugin = "{{plugin_id}}"
+            base_url = "{fake.base_url}"
+            api_key = "{API_KEY}"
+        """, plugins={"{{plugin_id}}": "{{package}}"})
+        answer = hub.client.post("/hooks/form", data={"name": "Ivan Petrov", "phone": "+79161234567"})
+        assert answer.status_code == 200, answer.text
+        [delivery] = hub.settle(expect=1)
+        assert delivery["status"] == "delivered", delivery
+        [contact] = fake.contacts.values()
+        assert (contact["name"], contact["phones"]) == ("Ivan Petrov", ["+79161234567"])
+        assert delivery["external_id"] == str(contact["id"])
+        fake.assert_clean()
+'''
+
+SOURCE_MODULE = '''\
+"""``{{plugin_id}}``: a LeadHub source for {{plugin_id}} webhooks, one JSON event a request.
+
+``verify`` and ``parse`` are pure functions of the request: the hub stores the raw request
+first, then calls them, and normalizes what ``parse`` returns (E.164 phones, e-mails, UTM
+tags and click ids from the fields).
+"""
+
 from collections.abc import Callable
 from typing import Any
 
 from hub.sdk import (
-    AuthError,
-    Connector,
     InboundRequest,
-    LeadDraft,
-    ParseError,
     ParsedEvent,
+    ParseError,
     Source,
     SourceConfig,
+    check_token,
+    draft_from_fields,
     hookimpl,
+    json_object,
 )
 from pydantic import Field, SecretStr
 
-__version__ = "0.1.0"
-TOKEN_HEADER = "{{Header}}".lower()  # InboundRequest header names are lower-case
-_KNOWN = {"event_id", "type", "name", "phone", "email", "message", "page_url"}
-
 
 class {{Prefix}}Config(SourceConfig):
-    """Settings of a ``[sources.NAME]`` table with ``plugin = "{{plugin_id}}"``."""
-
-    token: SecretStr = Field(description="Shared secret the sender puts in the {{Header}} header.")
+    token: SecretStr = Field(
+        description="Shared secret the sender puts in the X-Leadhub-Token header or in ?token=.")
 
 
 class {{Connector}}(Source[{{Prefix}}Config]):
-    """{{plugin_id}} webhooks: one JSON object per event."""
+    """{{plugin_id}} webhooks: ``{"id": ..., "type": "lead", "fields": {...}}``."""
 
     Config = {{Prefix}}Config
-    description = "{{plugin_id}} webhooks"
-    # Set to True if the sender retries non-2xx answers for hours: it then gets 200 even
-    # for a body that goes to quarantine.
+    # True if the sender retries non-2xx answers for hours: a body that goes to quarantine
+    # then still gets 200.
     retries_non_2xx = False
 
     def verify(self, request: InboundRequest) -> None:
-        given = request.headers.get(TOKEN_HEADER, "")
-        expected = self.config.token.get_secret_value()
-        if not hmac.compare_digest(given.encode(), expected.encode()):
-            raise AuthError("missing or wrong token")
+        # A sender that signs its bodies is checked with hub.sdk.verify_standard_webhook
+        # (Standard Webhooks) or hub.sdk.meta.verify_signature (an HMAC-SHA256 header).
+        check_token(request, self.config.token)
 
     def parse(self, request: InboundRequest) -> list[ParsedEvent]:
-        body = request.json()
-        if not isinstance(body, dict):
-            raise ParseError("expected a JSON object")
-        event_id = str(body["event_id"]) if body.get("event_id") else None
+        body = json_object(request)
+        event_id = str(body["id"]) if body.get("id") else None  # a retry of it is one lead
         if body.get("type", "lead") != "lead":
             return [ParsedEvent(event_id=event_id, reason=f"{body['type']} event")]
-        draft = LeadDraft(
-            channel="form",
-            name=body.get("name"),
-            phones=[str(body["phone"])] if body.get("phone") else [],
-            emails=[str(body["email"])] if body.get("email") else [],
-            message=body.get("message"),
-            page_url=body.get("page_url"),
-            fields={k: v for k, v in body.items() if k not in _KNOWN},  # utm_* are read from here
-        )
-        return [ParsedEvent(event_id=event_id, lead=draft)]
+        fields = body.get("fields")
+        if not isinstance(fields, dict):
+            raise ParseError("a lead event needs a 'fields' object")
+        # name, phone, email, message, page_url, utm_* ... are known by their usual names
+        pairs = [(str(k), str(v)) for k, v in fields.items() if isinstance(v, str | int | float)]
+        return [ParsedEvent(event_id=event_id, lead=draft_from_fields(pairs))]
 
 
 @hookimpl
-def leadhub_register_connectors(register: Callable[[type[Connector[Any]]], None]) -> None:
+def leadhub_register_connectors(register: Callable[[type[Source[Any]]], None]) -> None:
     register({{Connector}})
 '''
 
 SOURCE_TEST = '''\
-"""{{Connector}}: authentication and parsing, pure functions of the request."""
+"""{{Connector}} keeps LeadHub's source contract with the payloads in
+``tests/payloads/{{plugin_id}}``, and a signed webhook becomes a lead in a whole hub."""
 
 from __future__ import annotations
 
-import json
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import pytest
-from hub.config import build_config
-from hub.plugins import discover, make_plugin_manager
-from hub.sdk import AuthError, ConfigError, ConnectorContext, InboundRequest, ParseError
+from hub.sdk import TOKEN_HEADER, InboundRequest
+from hub.testing.kits import SourceKit
 
-from {{package}} import TOKEN_HEADER, {{Prefix}}Config, {{Connector}}
+from {{package}} import {{Connector}}
 
-TOKEN = "s3cret"
+if TYPE_CHECKING:  # the module is loaded by pytest_plugins below
+    from hub.testing.pytest_plugin import HubFactory
 
-
-@pytest.fixture
-def source(tmp_path: Path) -> {{Connector}}:
-    config = {{Prefix}}Config.model_validate({"plugin": "{{plugin_id}}", "token": TOKEN})
-    return {{Connector}}(config, ConnectorContext(name="{{plugin_id}}", data_dir=tmp_path))
+pytest_plugins = ["hub.testing.pytest_plugin"]
+PAYLOADS = Path(__file__).parent / "payloads" / "{{plugin_id}}"
+TOKEN = "test-token"
 
 
-def request(body: Any, token: str | None = TOKEN) -> InboundRequest:
-    headers = {"content-type": "application/json"}
-    if token is not None:
-        headers[TOKEN_HEADER] = token
-    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return InboundRequest("POST", "{{plugin_id}}", "", (), headers, raw)
+class Test{{Prefix}}Kit(SourceKit):
+    connector = {{Connector}}
+    settings: ClassVar[dict[str, Any]] = {"token": TOKEN}
+    payloads = PAYLOADS
+    auth_headers = (TOKEN_HEADER,)
+
+    def sign(self, request: InboundRequest, settings: dict[str, Any]) -> InboundRequest:
+        return replace(request, headers={**request.headers, TOKEN_HEADER: settings["token"]})
 
 
-def test_the_hub_finds_the_plugin_through_its_entry_point() -> None:
-    plugins = discover(make_plugin_manager())
-    assert plugins["{{plugin_id}}"].connector is {{Connector}}
-    assert plugins["{{plugin_id}}"].kind == "source"
-
-
-def test_plugins_toml_is_checked_against_the_config() -> None:
-    plugins = discover(make_plugin_manager())
-    config = build_config(
-        {"sources": {"{{plugin_id}}": {"plugin": "{{plugin_id}}", "token": "t"}}}, plugins, env={}
-    )
-    assert isinstance(config.sources["{{plugin_id}}"].config, {{Prefix}}Config)
-    # every SecretStr is refused when empty (an unset ${VAR}), by the hub's config base
-    with pytest.raises(ConfigError, match="{{plugin_id}}] token: is empty"):
-        unset = {"plugin": "{{plugin_id}}", "token": "${UNSET_TOKEN}"}
-        build_config({"sources": {"{{plugin_id}}": unset}}, plugins, env={})
-
-
-def test_a_wrong_or_missing_token_is_refused(source: {{Connector}}) -> None:
-    source.verify(request({}))
-    for token in (None, "wrong"):
-        with pytest.raises(AuthError):
-            source.verify(request({}, token))
-
-
-def test_a_lead_event_becomes_a_draft(source: {{Connector}}) -> None:
-    [event] = source.parse(request({
-        "event_id": "e-1", "name": "Ivan Petrov", "phone": "8 916 123-45-67",
-        "email": "Ivan@Example.ru", "utm_source": "yandex", "plan": "pro",
-    }))
-    assert event.event_id == "e-1"  # a retry of e-1 yields the same lead
-    assert event.lead is not None
-    assert event.lead.phones == ["8 916 123-45-67"]  # the core makes it E.164
-    assert event.lead.fields == {"utm_source": "yandex", "plan": "pro"}
-
-
-def test_other_events_are_not_leads_and_garbage_is_refused(source: {{Connector}}) -> None:
-    [event] = source.parse(request({"event_id": "e-2", "type": "ping"}))
-    assert event.lead is None and event.reason == "ping event"
-    with pytest.raises(ParseError):
-        source.parse(request(b"not json"))
+def test_a_webhook_becomes_a_lead(leadhub: HubFactory) -> None:
+    hub = leadhub(f"""
+        [sources.{{plugin_id}}]
+        plugin = "{{plugin_id}}"
+        token = "{TOKEN}"
+    """, plugins={"{{plugin_id}}": "{{package}}"})
+    answer = hub.client.post("/hooks/{{plugin_id}}", content=(PAYLOADS / "lead.json").read_bytes(),
+                             headers={"content-type": "application/json", TOKEN_HEADER: TOKEN})
+    assert answer.status_code == 200, answer.text
+    [lead] = hub.leads()
+    assert lead["id"] == answer.json()["id"]
+    assert lead["contact"]["phones"] == ["+79161234567"]
 '''
+
+def _sidecar(expect: dict[str, Any]) -> str:
+    meta = {"source": "the example in the {{plugin_id}} webhook documentation; replace it with "
+                      "a request the provider really sent",
+            "method": "POST", "content_type": "application/json", "expect": expect}
+    return json.dumps(meta, ensure_ascii=False, indent=2) + "\n"
+
+
+SOURCE_PAYLOADS = {
+    "lead.json": '{"id": "evt-1001", "type": "lead", "fields": {"name": "Иван Петров", '
+                 '"phone": "8 916 123-45-67", "email": "Ivan@Example.ru", "message": "Call me", '
+                 '"utm_source": "yandex", "plan": "pro"}}\n',
+    "lead.meta.json": _sidecar({
+        "events": [{"event_id": "evt-1001", "lead": {"channel": "form", "contact": {
+            "name": "Иван Петров", "phones": ["+79161234567"], "emails": ["ivan@example.ru"]}}}],
+        "answer": {"status": 200, "body": {"id": "<id>", "status": "accepted"}},
+    }),
+    "ping.json": '{"id": "evt-1002", "type": "ping"}\n',
+    "ping.meta.json": _sidecar({  # not a lead: stored, answered 200
+        "events": [{"event_id": "evt-1002", "lead": None}],
+        "answer": {"status": 200, "body": {"status": "ok"}},
+    }),
+    "broken.json": '{"id": "evt-1003", "type": "lead"}\n',
+    "broken.meta.json": _sidecar({  # authentic but unreadable: quarantined, 422
+        "parse_error": True,
+        "answer": {"status": 422, "body": {"error": {"code": "unprocessable"}}},
+    }),
+}
