@@ -48,6 +48,18 @@ def imported_top_names(paths: list[Path]) -> set[str]:
     return names - set(sys.stdlib_module_names) - {"__future__"}
 
 
+def hub_modules(paths: list[Path]) -> set[str]:
+    """The ``hub`` modules ``paths`` import."""
+    found: set[str] = set()
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            if isinstance(node, ast.Import):
+                found |= {a.name for a in node.names if a.name.split(".")[0] == "hub"}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "hub":
+                found.add(node.module)
+    return found
+
+
 def declared(requirements: list[str]) -> set[str]:
     """Import names of requirements such as ``"pydantic>=2"``."""
     dists = {r.split(";")[0].split("[")[0].split(">")[0].split("=")[0].split("<")[0].strip()
@@ -73,6 +85,11 @@ def test_generated_package_installs_and_its_kit_and_end_to_end_tests_pass(
     test_deps = declared(meta["project"]["dependencies"] + meta["project"]["optional-dependencies"]["test"])
     assert "pytest" in test_deps
     assert imported_top_names(sorted((project / "tests").glob("*.py"))) - {package} <= test_deps
+
+    # the plugin imports only the SDK; its fake and tests add only the public hub.testing
+    assert hub_modules([project / package / "__init__.py"]) == {"hub.sdk"}
+    helpers = sorted((project / "tests").glob("*.py")) + sorted((project / package).glob("testing.py"))
+    assert hub_modules(helpers) <= {"hub.sdk", "hub.testing", "hub.testing.kits", "hub.testing.pytest_plugin"}
 
     target = pip_install_target(project, tmp_path / "target")
     assert (target / package / "__init__.py").exists()
