@@ -142,6 +142,26 @@ def test_an_expired_token_is_repaired_once(fake: FakeBusinessRu, tmp_path: Path)
     client.close()
 
 
+def test_processes_share_one_token(fake: FakeBusinessRu, tmp_path: Path) -> None:
+    """As the SDK's file cache: a second client (another worker process, same data_dir)
+    takes the token the first obtained; answered 401 because another repaired meanwhile,
+    it takes the newer token from the file instead of repairing again."""
+    first = build(BusinessRuDestination, fake, tmp_path).client()
+    second = build(BusinessRuPayments, fake, tmp_path).client()
+    first.request("GET", "partners")
+    second.request("GET", "partners")
+    assert (first.repairs, second.repairs, fake.tokens_issued) == (1, 0, 1)
+    fake.expire_token()
+    first.request("GET", "partners")  # 401, repaired, written
+    second.request("GET", "partners")  # 401, takes the file's token
+    assert (first.repairs, second.repairs, fake.tokens_issued) == (2, 0, 2)
+    assert fake.answered(401) == 2
+    [stored] = (tmp_path / "businessru").glob("*.token")
+    assert stored.stat().st_mode & 0o077 == 0, "the token file is readable by others"
+    first.close()
+    second.close()
+
+
 # ---------------------------------------------------------------- the 503 limit
 
 

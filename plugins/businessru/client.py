@@ -7,8 +7,11 @@ Everything here follows the official PHP SDK, business-ru/business-online-sdk-ph
   (``getNewToken``: the token is set to ``""`` first, so the ordinary signing gives
   ``md5("" + secret + query)``); the answer carries a 32-character ``token`` and is signed
   with the empty token. The token is kept until a request is answered **401**, then
-  repaired once and the request sent again (``request``). Concurrent callers share one
-  repair: a 401 on a token older than the current one just resends.
+  repaired and the request sent again (``request``). Like the SDK's file cache (key
+  ``md5(account + app_id)``), the token is kept in a file under ``data_dir`` that every
+  process of the hub shares: a repair may end the previous token, so a process answered
+  401 first takes a newer token another process wrote, and repairs only when there is
+  none. Threads share one repair the same way.
 - **Signing.** ``app_id`` added, ``ksort``, nulls → ``""``, PHP ``http_build_query``, then
   ``&app_psw=md5(token + secret + query)`` appended; GET puts it in the query string, other
   methods send it as the form body (``sendRequest``; ``plugins/businessru/php.py``).
@@ -37,9 +40,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -59,6 +64,7 @@ log = logging.getLogger(__name__)
 API = "/api/rest"
 SDK_SLEEP_S = 30.0  # the SDK's rSleep
 TOKEN_LEN = 32
+MAX_RENEWALS = 3  # other processes may repair (and so end) the token in between
 FORM = "application/x-www-form-urlencoded"
 
 
@@ -90,13 +96,14 @@ class BruClient:
     def __init__(
         self, config: ConnectorConfig, context: ConnectorContext, *, base_url: str,
         app_id: str, secret: str, timeout_s: float, wait_on_limit: bool = False,
-        limit_wait_s: float = SDK_SLEEP_S, limit_waits: int = 5,
+        limit_wait_s: float = SDK_SLEEP_S, limit_waits: int = 5, token_file: Path | None = None,
     ) -> None:
         self.app_id = app_id
         self._secret = secret
         self._http = ConnectorClient(config, context, base_url=base_url, timeout_s=timeout_s)
         self._token = ""
         self._lock = threading.Lock()
+        self._token_file = token_file
         self.wait_on_limit = wait_on_limit
         self.limit_wait_s = limit_wait_s
         self.limit_waits = limit_waits
@@ -111,14 +118,36 @@ class BruClient:
     def token(self) -> str:
         with self._lock:
             if not self._token:
-                self._token = self._repair()
+                self._token = self._stored() or self._store(self._repair())
             return self._token
 
     def _renew(self, stale: str) -> str:
         with self._lock:
-            if self._token == stale:  # nobody repaired it meanwhile
-                self._token = self._repair()
+            if self._token == stale:  # no thread renewed it meanwhile
+                stored = self._stored()
+                self._token = stored if stored and stored != stale else self._store(self._repair())
             return self._token
+
+    def _stored(self) -> str:
+        if self._token_file is None:
+            return ""
+        try:
+            text = self._token_file.read_text("utf-8").strip()
+        except OSError:
+            return ""
+        return text if len(text) == TOKEN_LEN else ""
+
+    def _store(self, token: str) -> str:
+        if self._token_file is not None:
+            try:
+                self._token_file.parent.mkdir(parents=True, exist_ok=True)
+                temp = self._token_file.with_suffix(f".{os.getpid()}.tmp")
+                temp.write_text(token, "utf-8")
+                os.chmod(temp, 0o600)
+                os.replace(temp, self._token_file)
+            except OSError as exc:  # a cache: the token still works from memory
+                log.warning("Business.Ru: cannot keep the token in %s: %s", self._token_file, exc)
+        return token
 
     def _repair(self) -> str:
         query = signed_query({}, self.app_id, "", self._secret)
@@ -144,16 +173,16 @@ class BruClient:
         ``result``, ``request_count``). Raises ``hub.errors`` (see the module docstring)."""
         method = method.upper()
         waits = 0
-        renewed = False
+        renewals = 0
         while True:
             token = self.token()
             response = self._send(method, model, params or {}, token)
             if response.status_code == 401:
-                if renewed:
-                    raise PermanentError(f"Business.Ru answered 401 to {method} {model} with "
-                                         "a fresh token: check the integration's rights")
+                if renewals >= MAX_RENEWALS:  # certain: a 401 changed nothing
+                    raise RetryableError(f"Business.Ru answered 401 to {method} {model} "
+                                         f"{renewals + 1} times, each with a newer token")
                 self._renew(token)
-                renewed = True
+                renewals += 1
                 continue
             if response.status_code == 503:
                 limited = self._limited(response)

@@ -48,6 +48,7 @@ from hub.sdk import (
     Capability,
     Connector,
     ConnectorConfig,
+    ConnectorContext,
     DeliveryItem,
     DeliveryOutcome,
     Destination,
@@ -111,11 +112,14 @@ class BusinessRuConfig(HttpConnectorConfig):
             raise ValueError(f"unknown time zone {value!r} (e.g. Europe/Moscow)") from None
         return value
 
-    def client(self, context: Any, *, reader: bool = False) -> BruClient:
+    def client(self, context: ConnectorContext, *, reader: bool = False) -> BruClient:
+        # One token per account and app, shared by the hub's processes (the SDK's cache key).
+        key = hashlib.md5(f"{self.base_url}{self.app_id}".encode()).hexdigest()
         return BruClient(self, context, base_url=self.base_url, app_id=self.app_id,
                          secret=self.secret.get_secret_value(), timeout_s=self.timeout_s,
                          wait_on_limit=reader, limit_wait_s=self.limit_wait_s,
-                         limit_waits=self.limit_waits)
+                         limit_waits=self.limit_waits,
+                         token_file=context.data_dir / "businessru" / f"{key}.token")
 
 
 def marker(item: DeliveryItem) -> str:
