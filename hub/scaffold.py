@@ -289,8 +289,8 @@ def leadhub_register_connectors(register: Callable[[type[Destination[Any]]], Non
 DEST_FAKE = '''\
 """A strict fake of the {{plugin_id}} API for tests: what the plugin may rely on, and no more.
 
-The rules, as the API's documentation states them (replace them with the real API's, and
-cite it, as you adapt the plugin):
+The rules of the small JSON CRM the scaffold is written for; as you adapt the plugin,
+replace them with the real API's, citing its documentation:
 
 - every request carries ``Authorization: Bearer <API key>``, else 401;
 - at most 10 requests a second per key; beyond that 429 with ``Retry-After`` (seconds);
