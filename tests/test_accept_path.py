@@ -75,6 +75,8 @@ class Probe(Source[SourceConfig]):
     """A webhook source of ``probe_parse``."""
 
     down = False
+    kept_headers = ("x-probe-delivery",)
+    secret_headers = ("x-probe-token",)
 
     def parse(self, request: InboundRequest) -> list[ParsedEvent]:
         return probe_parse(request)
@@ -307,3 +309,17 @@ def test_poll_and_reprocess_end_as_a_webhook_does(hub: CallHub) -> None:
     assert {name: outcome(h.rt, i) for name, i in later_hooks.items()} == webhook
     assert {name: outcome(h.rt, i) for name, i in later_mail.items()} == webhook
     assert ledger_totals(h)["events"] == 4 * len(CASES)
+
+
+def test_a_source_declares_the_headers_kept_with_its_raw_requests(hub: CallHub) -> None:
+    h = hub
+    r = h.client.post("/hooks/hook", content=CASES["lead"], headers={
+        "content-type": FORM, "x-probe-delivery": "d-1", "x-probe-token": "s3cret",
+        "x-other": "dropped", "x-twilio-signature": "not this source's"})
+    assert r.status_code == 200, r.text
+    ie = t.inbound_events
+    with h.rt.db.connect() as conn:
+        headers = conn.execute(select(ie.c.headers).where(ie.c.source == "hook")).scalar_one()
+    assert headers == {"content-type": FORM, "user-agent": headers["user-agent"],
+                       "accept": headers["accept"], "x-probe-delivery": "d-1",
+                       "x-probe-token": "***"}
