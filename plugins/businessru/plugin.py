@@ -70,7 +70,7 @@ DOCUMENTS = (("paymentin", "bank_receipt"), ("cashin", "cash_receipt"))
 class BusinessRuConfig(HttpConnectorConfig):
     base_url: str = Field(description="The account's address, https://{account}.business.ru "
                           "(older accounts: https://{account}.class365.ru).")
-    app_id: str = Field(description="The integration's id (digits), from Business.Ru's "
+    app_id: str = Field(examples=["538821"], description="The integration's id (digits), from Business.Ru's "
                         "integration settings.")
     secret: SecretStr = Field(description="The integration's secret key (32 characters).")
     timezone: str = Field(default="Europe/Moscow", description="The account's time zone: "

@@ -21,6 +21,7 @@ ORDER_CANDIDATES = ("Document_ЗаказПокупателя", "Document_Зак�
 
 class OneCConfig(HttpConnectorConfig):
     base_url: str = Field(
+        examples=["https://1c.example.ru/trade/odata/standard.odata"],
         description="The infobase's standard OData address, ending in /odata/standard.odata "
                     "(e.g. https://1c.example.ru/buh/odata/standard.odata).")
     username: str = Field(description="The infobase user LeadHub signs in as (HTTP Basic); "
