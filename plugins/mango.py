@@ -48,7 +48,7 @@ wall-clock string (not seen from Mango, accepted for safety) is Moscow time
 
 **Order of events.** The core merges all events of one ``call_id`` (here the entry) and
 keeps one high-water ``seq`` per call: a value from an event with a lower ``seq`` than one
-already applied only fills blanks (``hub/engine/threads.py``). Mango's ``seq`` counts the
+already applied only fills blanks (``hub/engine/conversations.py``). Mango's ``seq`` counts the
 events of one leg, so passing it would compare seq 3 of the IVR leg with seq 1 of the
 employee's leg — meaningless, and it would keep whichever leg came first. ``None`` is no
 better: an event without ``seq`` always overwrites, even the summary. Instead every leg

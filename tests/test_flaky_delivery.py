@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from hub.engine.backoff import JITTER, QUICK_STEP_S
 from hub.engine.drain import drain
 from hub.engine.drain_control import breaker_open
 from hub.engine.process import process_received
-from hub.engine.retry import JITTER, QUICK_STEP_S
 from hub.engine.sweeper import sweep
 from hub.runtime import Runtime
 from hub.store import tables as t

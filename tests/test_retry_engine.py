@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from hub.engine.backoff import BASE_S, CAP_S, FACTOR, JITTER
 from hub.engine.drain import drain
 from hub.engine.process import process_received
 from hub.engine.replay import replay_lead
-from hub.engine.retry import BASE_S, CAP_S, FACTOR, JITTER
 from hub.runtime import Runtime, build_runtime
 from hub.store import tables as t
 from plugins.amocrm.testing import FakeAmoCRM

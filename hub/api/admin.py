@@ -141,7 +141,7 @@ def list_quarantine(
 @router.post("/quarantine/{qid}/reprocess")
 def reprocess(qid: str, state: State) -> dict[str, Any]:
     """Parse the stored raw request again with the plugin as it is now (after a fix)."""
-    from hub.engine.requeue import reprocess_quarantined
+    from hub.engine.reprocess import reprocess_quarantined
 
     result = reprocess_quarantined(state.rt, qid)
     if result is None:

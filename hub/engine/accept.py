@@ -3,13 +3,13 @@ whichever door it came through.
 
 A webhook (``hub/api/webhooks.py``, once verified), a polled message
 (``hub/engine/poll.py``) and a quarantined request reprocessed after a plugin fix
-(``hub/engine/requeue.py``) all go through ``accept``: the source's ``parse`` (a
+(``hub/engine/reprocess.py``) all go through ``accept``: the source's ``parse`` (a
 ``ParseError`` sends the request to quarantine with its message, any other exception is a
 plugin bug and sends it there as "plugin error: X"), then ``build_item`` (normalization,
 the source's secret body fields redacted; a draft that cannot be normalized is a plugin
 bug too). The item then takes the same store path (``hub/engine/ingest.py``: the api's
 ``IngestBatcher``, ``ingest_batch`` in a worker), so event keys, call and chat threads
-(``hub/engine/threads.py``), dedup and the ledger treat the three alike.
+(``hub/engine/conversations.py``), dedup and the ledger treat the three alike.
 
 Verification is not part of it: a webhook is verified when it arrives; a reprocessed
 request was verified then, and its stored body has its secrets redacted, which no

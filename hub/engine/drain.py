@@ -35,6 +35,7 @@ import redis
 
 from hub.capabilities import Capability
 from hub.connectors import DeliveryItem, DeliveryOutcome, Destination
+from hub.engine.backoff import decide, jitter_factor
 from hub.engine.drain_control import (
     BREAKER_AFTER,
     DrainSlot,
@@ -49,7 +50,6 @@ from hub.engine.drain_control import (
 )
 from hub.engine.ingest import new_id
 from hub.engine.limiter import RateLimiter
-from hub.engine.retry import decide, jitter_factor
 from hub.errors import DestinationPaused, PermanentError, RateLimited, RetryableError
 from hub.runtime import Runtime
 from hub.store.deliveries import (

@@ -41,11 +41,11 @@ from hub.engine.ledger import day_of, lead_category
 from hub.normalize.emails import normalize_email
 from hub.normalize.phones import normalize_phone
 from hub.runtime import Runtime
+from hub.store import conversations as thread_store
 from hub.store import deliveries as delivery_store
 from hub.store import event_keys, raw_requests
 from hub.store import leads as lead_store
 from hub.store import quarantine as quarantine_store
-from hub.store import threads as thread_store
 from hub.store.db import truncate_wal
 from hub.store.ledger import RollupKey, add_to_rollup
 

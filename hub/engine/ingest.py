@@ -26,7 +26,7 @@ from sqlalchemy import Connection, Engine
 
 from hub.bodies import storable_text
 from hub.connectors import InboundRequest, ParsedEvent, TrackingUtm
-from hub.engine.threads import Threads, call_update
+from hub.engine.conversations import Threads, call_update
 from hub.models import Lead
 from hub.normalize import normalize_lead, normalize_phone
 from hub.redaction import redact_body

@@ -32,11 +32,11 @@ from sqlalchemy import Connection, Engine
 
 from hub.config import HubSettings
 from hub.engine.ledger import DAY_S, day_of, lead_category
+from hub.store import conversations as thread_store
 from hub.store import deliveries as delivery_store
 from hub.store import event_keys, raw_requests
 from hub.store import leads as lead_store
 from hub.store import quarantine as quarantine_store
-from hub.store import threads as thread_store
 from hub.store.ledger import RollupKey, add_to_rollup
 
 BATCH = 500

@@ -138,7 +138,7 @@ def set_enriched(conn: Connection, lead_id: str, data: dict[str, Any]) -> Stored
     return conn.execute(select(ld).where(ld.c.id == lead_id)).one()
 
 
-# --- call and chat events continuing a lead (hub/engine/threads.py) ----------------------
+# --- call and chat events continuing a lead (hub/engine/conversations.py) ----------------------
 
 
 def lock_data(conn: Connection, lead_ids: list[str]) -> list[StoredRow]:

@@ -2,7 +2,7 @@
 
 Listed by the admin API, filled by the worker when a lead turns out not to be one,
 emptied by retention and erasure. Ingest and reprocessing write their own rows
-(``hub/engine/ingest.py``, ``hub/engine/requeue.py``).
+(``hub/engine/ingest.py``, ``hub/engine/reprocess.py``).
 """
 
 from __future__ import annotations

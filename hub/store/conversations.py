@@ -1,5 +1,5 @@
 """Threads: the events of one call or the messages of one chat, pointing at their lead
-(``hub/engine/threads.py`` holds the merge rules and decides; this module stores)."""
+(``hub/engine/conversations.py`` holds the merge rules and decides; this module stores)."""
 
 from __future__ import annotations
 

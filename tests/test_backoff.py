@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from hub.engine.retry import (
+from hub.engine.backoff import (
     CAP_S,
     DEFAULT_HORIZON_S,
     JITTER,

@@ -20,9 +20,9 @@ from sqlalchemy import Connection
 
 from hub.connectors import CallInfo
 from hub.models import Call, Lead
+from hub.store import conversations as thread_store
 from hub.store import leads as lead_store
-from hub.store import threads as thread_store
-from hub.store.threads import ThreadRow
+from hub.store.conversations import ThreadRow
 
 if TYPE_CHECKING:
     from hub.engine.ingest import EventDraft, IngestItem
