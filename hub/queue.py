@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import os
 import signal
 import subprocess
 import tempfile
@@ -149,11 +148,3 @@ def clear_wake(conn: redis.Redis[bytes], queue_name: str, *args: str) -> None:
     """Called when a woken job starts, so new work that arrives meanwhile wakes it again."""
     with contextlib.suppress(redis.RedisError):
         conn.delete(f"leadhub:wake:{queue_name}:{':'.join(args)}")
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return True

@@ -5,7 +5,7 @@
 - ``amount_mismatch``: matched, the sums differ by more than ``amount_tolerance`` (a
   fraction of the accounting sum).
 
-A flag is identified by its kind and both sides' client keys (``party_key``), so that a
+A flag is identified by its kind and both sides' client keys (joined by ``|``), so that a
 later run finds the flag it raised before instead of raising it again.
 """
 

@@ -60,10 +60,6 @@ class Matching:
     parties: pl.DataFrame
 
 
-def empty_records() -> pl.DataFrame:
-    return pl.DataFrame(schema=RECORD_SCHEMA)
-
-
 def _numbered(records: pl.LazyFrame, offset: int = 0) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     """(clients, records with ``node``): one row per client — the first name and tax id
     seen, the sum and dates of its records — numbered from ``offset``, so that everything
@@ -171,9 +167,3 @@ def match(accounting: pl.DataFrame, crm: pl.DataFrame, params: MatchParams = Mat
         .join(how, on="party", how="left")
     )
     return Matching(acc_out, crm_out, parties)
-
-
-def party_key(keys: list[str]) -> str:
-    """A party's client keys on one side, as one stable string (flags are identified by it)."""
-    return "|".join(sorted(keys))
-

@@ -35,10 +35,6 @@ RUN_TIMEOUT_S = 6 * 3600
 TICK_S = 10.0
 
 
-def valid_schedule(expr: str) -> bool:
-    return bool(croniter.is_valid(expr))
-
-
 def next_fire(expr: str, after: float, timezone: str) -> float:
     """The first time ``expr`` fires after ``after`` (epoch seconds), read in ``timezone``."""
     start = datetime.fromtimestamp(after, ZoneInfo(timezone))
