@@ -184,14 +184,14 @@ def test_a_user_tokens_budget_of_11_per_3s_is_kept_without_429(
         made.append(dest)
         assert dest.effective_limits().requests_per_second == pytest.approx(rate_for(11))
         try:
-            for batch in range(2):  # 2 × (5 × 2 look-ups + 2 creates) + 1: over two periods
-                dest.deliver([item(f"b{batch}-{i}", phone=f"+7916555{batch}{i:03d}") for i in range(5)])
+            for batch in range(2):  # 2 × (10 look-ups + 2 creates) + 1: over two periods
+                dest.deliver([item(f"b{batch}-{i}", phone=f"+7916555{batch}{i:03d}") for i in range(10)])
         finally:
             dest.close()
         assert len(fake.requests) == 25
         assert fake.answered(429) == 0, "the fake answered 429"
         assert units_in_busiest_window(fake, 4) <= BUDGET_UNITS
-        assert len(fake.entities("customerorder")) == 10
+        assert len(fake.entities("customerorder")) == 20
 
 
 def test_the_plugin_slows_down_when_the_headers_say_the_budget_is_spent(
@@ -330,6 +330,7 @@ def test_refunds_unposted_deleted_and_own_transfers_are_not_payments(
     fake.add_payment(client, 100_00, day, applicable=False)  # not posted
     fake.add_payment(client, 100_00, day, kind="cashin", deleted=True)  # in the trash
     fake.add_payment(org, 100_00, day, agent_type="organization")  # between our own accounts
+    fake.add_payment(client, 100_00, day, purchase_return=True)  # a supplier's refund
     reader = connector(MoySkladPayments, fake, tmp_path)
     try:
         found = [p for page in reader.payments(datetime(2026, 3, 1, tzinfo=UTC),
@@ -361,9 +362,11 @@ def test_lists_are_strict_about_limit_expand_and_arrays(fake: FakeMoySklad) -> N
 
 def test_a_resend_creates_nothing_new(fake: FakeMoySklad, tmp_path: Path) -> None:
     """syncId: the same request again returns what the first one made, whatever the
-    look-up finds; an existing counterparty is reused, its phone typed by hand."""
-    known = fake.add_counterparty("Пётр", phone="8 (916) 765-43-21")
-    fake.add_counterparty("Не тот", phone="+7 (999) 765-43-21")  # same tail, another number
+    look-up finds; an existing counterparty is reused. (``phone~`` is a literal substring:
+    a phone typed "8 (916) 765-43-21" is not found by its digits, so its person would get a
+    counterparty of LeadHub's; that one, on a resend, is found or returned by syncId.)"""
+    known = fake.add_counterparty("Пётр", phone="89167654321")
+    fake.add_counterparty("Не тот", phone="+7 (916) 765-43-21")  # not found by phone~
     dest = connector(MoySkladDestination, fake, tmp_path)
     items = [item("x", phone="+79161112233"), item("y", phone=None, email="a@b.ru"),
              item("z", phone="+79167654321")]
@@ -384,3 +387,40 @@ def test_a_resend_creates_nothing_new(fake: FakeMoySklad, tmp_path: Path) -> Non
     orders = fake.entities("customerorder")
     assert any(o["agent"]["meta"]["href"].endswith(known) for o in orders)
     assert all(o["organization"]["meta"]["type"] == "organization" for o in orders)
+
+
+# ---------------------------------------------------------------- the 75-versus-70 story
+
+
+@pytest.fixture
+def books() -> Iterator[Books]:
+    """Issue 10, Must show 2: the story's books in the fake MoySklad. Each counterparty with
+    its INN, phones (one free-text field, as people type them) and e-mail; each receipt a
+    ``paymentin`` (bank) or ``cashin`` (cash), ``applicable`` for posted, in the trash for
+    deleted; a supplier's refund is a receipt linked to a purchase return."""
+    with fake_with() as fake:
+        for c in STORY.books:
+            fields = {k: v for k, v in (("inn", c.inn), ("phone", ", ".join(c.phones)),
+                                        ("email", ", ".join(c.emails))) if v}
+            agent = fake.add_counterparty(c.name, **fields)
+            for r in c.receipts:
+                fake.add_payment(agent, round(r.amount * 100), ago(r.days_ago),
+                                 kind="cashin" if r.cash else "paymentin", applicable=r.posted,
+                                 deleted=r.deleted,
+                                 purchase_return=r.operation != CUSTOMER_PAYMENT)
+        yield Books({"plugin": "moysklad", "base_url": fake.api_url, "token": SOLUTION,
+                     "requests_per_3s": 45, "timeout_s": 5}, {}, lambda _data_dir: None)
+        fake.assert_clean()
+        assert fake.answered(429) == 0
+
+
+# The story test itself, as tests/test_reconcile_story.py runs it with 1C: collected here
+# with the ``books`` fixture above (and that module's fake amoCRM).
+from tests.reconcile_story import CUSTOMER_PAYMENT, STORY, ago  # noqa: E402
+from tests.test_reconcile_story import (  # noqa: E402
+    Books,
+    amo,  # noqa: F401  (the fixture the story test takes)
+)
+from tests.test_reconcile_story import (  # noqa: E402
+    test_75_paid_70_in_the_crm_via_the_cli_and_the_api as test_75_paid_70_with_moysklad_books,  # noqa: F401
+)

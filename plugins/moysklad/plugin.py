@@ -11,10 +11,11 @@ Delivering a batch (reference ``destinations.md`` §4 (a), (b)):
    фильтрации подобие"), then ``filter=email~<address>``; the candidates are checked
    here against the lead's normalized phone or email, since MoySklad keeps a phone as the
    text someone typed. ``phone~`` is a literal substring: the last 10 digits find a phone
-   written as digits (``+7916…``, ``8916…``, LeadHub's own E.164); for a Russian number a
-   second query with the dashed local part (``765-43-21``) finds the usual hand-typed forms
-   (``8 (916) 765-43-21``, ``+7 916 765-43-21``). Anything else is found by email, or
-   gets a counterparty of LeadHub's (never two for one lead);
+   written as digits (``+7916…``, ``8916…``, LeadHub's own E.164), not one typed with
+   spaces or dashes (``8 (916) 765-43-21``). A second query per lead for those forms
+   would double the cost of every new lead against a budget as low as 11 requests per
+   3 s, so such a client is found by e-mail, or gets a counterparty of LeadHub's (never
+   two for one lead);
 3. one ``POST entity/counterparty`` with the array of those not found, one ``POST
    entity/customerorder`` with the array of orders (a POST takes an array of up to 1000,
    ``md/_general.md`` "Создание и обновление нескольких объектов").
@@ -55,7 +56,6 @@ from hub.sdk import (
     find_emails,
     find_phones,
     hookimpl,
-    normalize_email,
 )
 from plugins.moysklad.client import MAX_PARALLEL, MsClient
 from plugins.moysklad.formats import from_moscow, roubles, sync_id, to_moscow
@@ -249,11 +249,13 @@ class MoySkladPayments(_MoySkladConnector, AccountingReader[MoySkladConfig]):
     """Customer payments: bank receipts (``paymentin``) and cash receipts (``cashin``).
 
     ``GET entity/<type>?filter=moment>=<since>;moment<<until>;applicable=true&expand=agent``
-    with ``since``/``until`` in Moscow time (MoySklad's date-times carry no zone: an hour
-    off at either end otherwise), ``limit=100`` (``expand`` is ignored above 100), paged to
+    with ``since``/``until`` in Moscow time (MoySklad's date-times carry no zone: three
+    hours off at either end otherwise), ``limit=100`` (``expand`` is ignored above 100), paged to
     the end. Only posted documents (``applicable``) of a counterparty; documents in the
     trash are not listed. Refunds and outgoing payments (``paymentout``, ``cashout``) are
-    other entities and are not read. Amounts come in kopecks. A row whose agent came
+    other entities and are not read; a receipt linked in ``operations`` to a purchase
+    return (``purchasereturn``, ``md/documents/_payment_in.md``) is a supplier's refund,
+    not a customer's payment. Amounts come in kopecks. A row whose agent came
     without its fields (``expand`` not applied) has it read once per counterparty.
     """
 
@@ -278,6 +280,9 @@ class MoySkladPayments(_MoySkladConnector, AccountingReader[MoySkladConfig]):
         meta = agent.get("meta") or {}
         if meta.get("type") != "counterparty" or not row.get("applicable"):
             return None  # a transfer from our own organization is no customer's payment
+        if any(((op.get("meta") or {}).get("type")) == "purchasereturn"
+               for op in row.get("operations") or [] if isinstance(op, dict)):
+            return None  # a supplier's refund of a purchase return
         agent_id = str(agent.get("id") or str(meta.get("href", "")).rstrip("/").rsplit("/", 1)[-1])
         if "name" not in agent:
             if agent_id not in agents:
@@ -286,12 +291,12 @@ class MoySkladPayments(_MoySkladConnector, AccountingReader[MoySkladConfig]):
         region = self.context.default_region
         phones = tuple(find_phones(str(agent.get("phone") or ""), region)) or (
             (str(agent["phone"]),) if agent.get("phone") else ())
-        email = normalize_email(str(agent.get("email") or "")) if agent.get("email") else None
         return Payment(
             external_id=str(row["id"]), client_key=f"counterparty:{agent_id}",
             amount=roubles(row.get("sum") or 0), date=from_moscow(str(row["moment"])),
             name=agent.get("name"), inn=agent.get("inn") or None, phones=phones,
-            emails=(email,) if email else (), document_kind=kind, number=row.get("name"))
+            emails=tuple(find_emails(str(agent.get("email") or ""))), document_kind=kind,
+            number=row.get("name"))
 
 
 def _by_sync_id(answer: Any) -> dict[str, dict[str, Any]]:
@@ -300,15 +305,9 @@ def _by_sync_id(answer: Any) -> dict[str, dict[str, Any]]:
 
 
 def _phone_needles(phone: str) -> list[str]:
-    """Substrings of the ways people write ``phone``: its last 10 digits, and for a
-    Russian number (+7 and 10 digits) its dashed local part, ``765-43-21``."""
+    """What ``phone~`` looks for: the last 10 digits (the reference's ``phone~9991234567``)."""
     digits = re.sub(r"\D", "", phone)
-    if len(digits) < 7:
-        return []
-    needles = [digits[-10:]]
-    if phone.startswith("+7") and len(digits) == 11:
-        needles.append(f"{digits[4:7]}-{digits[7:9]}-{digits[9:11]}")
-    return needles
+    return [digits[-10:]] if len(digits) >= 7 else []
 
 
 def _contact_keys(lead: Lead) -> list[str]:

@@ -38,6 +38,7 @@ import gzip
 import json
 import threading
 import time
+import uuid
 from collections import deque
 from datetime import datetime
 from typing import Any
@@ -118,8 +119,12 @@ class FakeMoySklad(FakeServer):
 
     def add_payment(self, agent: str, sum_kopecks: int, moment: datetime, *,
                     kind: str = "paymentin", applicable: bool = True, deleted: bool = False,
-                    organization: str | None = None, agent_type: str = "counterparty") -> str:
-        """A payment document; ``moment`` is an aware datetime, kept to the minute in Moscow time."""
+                    organization: str | None = None, agent_type: str = "counterparty",
+                    purchase_return: bool = False) -> str:
+        """A payment document; ``moment`` is an aware datetime, kept to the minute in Moscow
+        time. ``purchase_return``: a supplier's refund, linked in ``operations`` to a
+        purchase return ("Возврат поставщику (purchasereturn)" is among the operations a
+        ``paymentin`` may link, ``md/documents/_payment_in.md``)."""
         with self.lock:
             org = organization or next(iter(self.account.entities["organization"]), None)
             if org is None:
@@ -129,6 +134,9 @@ class FakeMoySklad(FakeServer):
                 "organization": {"meta": self.account.meta("organization", org)},
                 "agent": {"meta": self.account.meta(agent_type, agent)},
                 "sum": sum_kopecks, "applicable": applicable})
+            if purchase_return:
+                entity["operations"] = [{"meta": self.account.meta("purchasereturn", str(uuid.uuid4())),
+                                         "linkedSum": sum_kopecks}]
             entity["moment"] = local
             entity["_deleted"] = deleted
             return str(entity["id"])
