@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 import redis
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from hub.config import HubConfig, load_config
 from hub.connectors import Connector, ConnectorContext, Destination, Source
 from hub.engine.limiter import RateLimiter
 from hub.plugins import PluginInfo, discover, make_plugin_manager, notify
 from hub.queue import EmbeddedRedis, connect, resolve_redis_url
-from hub.store import tables as t
+from hub.store import connector_state
 from hub.store.db import make_engine, migrate, read_only
 
 if TYPE_CHECKING:
@@ -124,8 +124,7 @@ class Runtime:
     def enabled_overrides(self) -> dict[str, bool]:
         """Connector switches set through the admin API (persisted in the store)."""
         with self.reader.connect() as conn:
-            rows = conn.execute(select(t.connector_state.c.name, t.connector_state.c.enabled))
-            return {name: bool(enabled) for name, enabled in rows}
+            return connector_state.overrides(conn)
 
     def is_enabled(self, name: str, overrides: dict[str, bool] | None = None) -> bool:
         spec = self.config.sources.get(name) or self.config.destinations.get(name)

@@ -17,7 +17,7 @@ _MASK = "***"
 
 #: What libphonenumber (``hub/normalize/phones.py``) accepts between the digits of one
 #: number: its ``_VALID_PUNCTUATION`` and ``_STAR_SIGN`` (phonenumbers 9, copied because
-#: they are private; tests/test_masking.py fails if the library's grow), any whitespace,
+#: they are private; tests/unit/test_masking.py fails if the library's grow), any whitespace,
 #: and the invisible characters people paste (zero-width space, word joiner, soft hyphen).
 PHONE_PUNCTUATION = ("-x\u2010-\u2015\u2212\u30fc\uff0d-\uff0f \u00a0\u00ad\u200b\u2060\u3000()"
                      "\uff08\uff09\uff3b\uff3d.\\[\\]/~\u2053\u223c\uff5e*")
@@ -71,7 +71,7 @@ def mask_text(text: str) -> str:
     """Mask every email and phone-like run in free text (a message, a log line).
 
     At least as permissive as ``normalize_phone``: whatever it accepts as a phone, written
-    inside a longer text, is masked (tests/test_masking.py checks this property), whatever
+    inside a longer text, is masked (tests/unit/test_masking.py checks this property), whatever
     the separators (non-breaking and ideographic spaces, slashes, dots, brackets, invisible
     characters), digits (full-width, Arabic-Indic, ...) or letters (two dropped, or a
     vanity number). Order numbers and other long digit runs are masked as well; dates

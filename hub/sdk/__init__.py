@@ -11,7 +11,7 @@ public module, for tests only.
 Stability promise: a name in ``__all__`` (of this module and of those submodules) keeps
 its meaning, and its signature keeps accepting what it accepted, until the next major
 version; new names and new optional arguments may come in any release. Anything else
-under ``hub`` is the core's own and changes without notice; ``tests/test_sdk_surface.py``
+under ``hub`` is the core's own and changes without notice; ``tests/unit/test_sdk_surface.py``
 fails when a first-party plugin imports it.
 """
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, update
+from sqlalchemy import Connection, select, update
 
 from hub.store import tables as t
 
 cs = t.connector_state
+
+
+def overrides(conn: Connection) -> dict[str, bool]:
+    """Every switch the admin set: connector name -> enabled."""
+    return {name: bool(enabled) for name, enabled in conn.execute(select(cs.c.name, cs.c.enabled))}
 
 
 def set_enabled(conn: Connection, name: str, enabled: bool, now: float) -> None:

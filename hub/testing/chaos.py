@@ -2,7 +2,7 @@
 killed and restarted, Redis is restarted, and the CRM fails a share of its calls, the
 whole time: the final drain too, unless ``faults_through_drain=False``. Afterwards every
 accepted lead must be in the CRM exactly once, nothing dead, and the ledger balanced.
-``bench/chaos.py`` runs it at full size; ``tests/test_chaos.py`` runs a short one.
+``bench/chaos.py`` runs it at full size; ``tests/e2e/test_chaos.py`` runs a short one.
 Plugin authors can point it at their own fake the same way.
 """
 

@@ -1,7 +1,7 @@
 """The imap source keeps what of the source contract applies to a polled source: empty
 secrets refused, payloads parse as expected. It takes no webhooks, so the refusal, answer
 and repeat checks skip (a repeated poll is one event by its ``event_id``:
-tests/test_imap.py runs that against a real mail server)."""
+tests/plugins/test_imap.py runs that against a real mail server)."""
 
 from typing import Any, ClassVar
 

@@ -19,7 +19,7 @@ from hub.config import AssignRule, HubSettings, ReconcileJob, Route
 from hub.connectors import ConnectorConfig, DestinationConfig, SourceConfig
 from hub.plugins import PluginInfo, discover, make_plugin_manager
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*$", re.MULTILINE)
 
 

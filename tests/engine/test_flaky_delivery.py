@@ -18,7 +18,7 @@ from hub.engine.sweeper import sweep
 from hub.runtime import Runtime
 from hub.store import tables as t
 from plugins.amocrm.testing import FakeAmoCRM
-from tests.test_engine import form, ingest
+from tests.engine.test_engine import form, ingest
 
 TOKEN = "long-lived-token"
 COMPLEX = "/api/v4/leads/complex"

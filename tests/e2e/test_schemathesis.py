@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tests.conftest import ClusterFactory
 
-FUZZ_CONFIG = Path(__file__).parent / "fuzz" / "plugins.toml"
+FUZZ_CONFIG = Path(__file__).parents[1] / "fuzz" / "plugins.toml"
 
 
 def test_schemathesis_finds_no_server_error(make_cluster: ClusterFactory, tmp_path: Path) -> None:

@@ -34,7 +34,7 @@ from hub.testing.cluster import running_app
 from plugins.mango import MangoSource
 from tests.call_hub import ADMIN, HEAD, CallHub
 from tests.conftest import ConfigWriter
-from tests.test_mango import CALLER, KEY, SALT
+from tests.plugins.test_mango import CALLER, KEY, SALT
 
 # ---------------------------------------------------------------- test plugins
 

@@ -32,10 +32,10 @@ from hub.testing.cluster import HubCluster
 from hub.testing.kits.common import toml_table
 from plugins.amocrm.testing import FakeAmoCRM
 from tests.conftest import ClusterFactory, ConfigWriter
+from tests.e2e.test_reconcile_api import finished
 from tests.reconcile_story import GRACE_DAYS, LOOKBACK_DAYS, STORY, ago, paying_clients, seed_crm
-from tests.test_reconcile_api import finished
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 AMO_TOKEN = "story-amo-token"
 
 

@@ -18,7 +18,7 @@ from hub.testing.cluster import wait_until
 from tests.conftest import ClusterFactory, ConfigWriter
 from tests.package_install import env_with_path, env_without_path, leadhub, pip_install_target
 
-PACKAGE = Path(__file__).parent / "thirdparty" / "leadhub-crm-echo"
+PACKAGE = Path(__file__).parents[1] / "thirdparty" / "leadhub-crm-echo"
 CONFIG = """
 [hub]
 default_destinations = ["echo"]

@@ -20,7 +20,7 @@ import pytest
 
 import hub.sdk
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PLUGINS = ROOT / "plugins"
 THIRD_PARTY = ROOT / "tests" / "thirdparty"
 CORE = ROOT / "hub"

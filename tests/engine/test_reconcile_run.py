@@ -135,7 +135,7 @@ def test_the_report_goes_to_notify_destinations_signed_with_new_flags_only(
     write_config: ConfigWriter, tmp_path: Path, database_url: str, redis_url: str,
 ) -> None:
     from hub.sdk import verify_standard_webhook
-    from tests.test_webhook_destination import Answer, Receiver
+    from tests.plugins.test_webhook_destination import Answer, Receiver
 
     with Receiver(lambda _body, _headers: Answer(body={})) as receiver:
         secret = "whsec_" + "c2VjcmV0LWtleS1mb3ItdGVzdHM="

@@ -18,7 +18,7 @@ from tests.conftest import ClusterFactory, ConfigWriter
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(),
                                 reason="finds the processes in /proc (Linux)")
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 Proc = tuple[int, str]  # pid and start time: a pid alone may be reused by then
 
 

@@ -36,7 +36,7 @@ from plugins.webhook import (
     WebhookDestination,
 )
 from tests.conftest import ConfigWriter
-from tests.test_engine import form, ingest
+from tests.engine.test_engine import form, ingest
 
 
 @dataclass

@@ -74,7 +74,7 @@ def test_check_reports_every_problem_with_section_and_key(tmp_path: Path) -> Non
 
 
 def test_check_accepts_the_example_config() -> None:
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     run = leadhub("check", "--config", str(root / "plugins.toml"), cwd=root)
     assert run.returncode == 0, run.stderr
     assert "ok" in run.stdout

@@ -23,7 +23,7 @@ from hub.runtime import Runtime
 from hub.testing.cluster import free_port, running_app
 from tests.conftest import ClusterFactory
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "admin-token-for-the-security-tests"
 CONFIG = """
 [hub]

@@ -33,7 +33,7 @@ from hub.runtime import Runtime
 from hub.store import tables as t
 from hub.testing.cluster import running_app
 from tests.conftest import ConfigWriter
-from tests.test_webhook_destination import Receiver
+from tests.plugins.test_webhook_destination import Receiver
 
 ADMIN = {"Authorization": "Bearer adm"}
 #: The issue's body, as bytes on the wire: JSON escapes of two lone surrogates.

@@ -22,7 +22,7 @@ from hub.testing.cluster import HubCluster, wait_until
 from tests import erp_plugin
 from tests.conftest import ClusterFactory, ConfigWriter
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CONFIG = """
     [hub]
     admin_token = "${LEADHUB_ADMIN_TOKEN}"
