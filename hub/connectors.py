@@ -19,10 +19,11 @@ from datetime import datetime
 from email.parser import BytesParser
 from email.policy import HTTP
 from pathlib import Path
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 from urllib.parse import parse_qsl
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -47,6 +48,20 @@ from hub.models import Channel, Lead, Messenger
 
 #: How ``leadhub check`` words an empty secret: ``[sources.x] token: is empty (an unset ${VAR}?)``.
 EMPTY_SECRET = "is empty (an unset ${VAR}?)"
+
+
+def _known_zone(value: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (an IANA name, e.g. Europe/Moscow)") from None
+    return value
+
+
+#: A setting naming an IANA time zone (``Europe/Moscow``), refused at load when unknown.
+TimeZoneName = Annotated[str, AfterValidator(_known_zone)]
 
 
 class ConnectorConfig(BaseModel):

@@ -43,6 +43,7 @@ from hub.connectors import (
     PollingSourceConfig,
     Source,
     SourceConfig,
+    TimeZoneName,
     TrackingUtm,
 )
 from hub.errors import (
@@ -118,7 +119,7 @@ __all__ = [
     "Lead", "LeadDraft", "LeadHubError", "Limits", "MailParts", "Messenger", "MessengerKind",
     "Nonce", "ParseError", "ParsedEvent", "PermanentError", "PollError", "PolledMessage",
     "PollingSource", "PollingSourceConfig", "RateLimited", "RetryableError", "Source",
-    "SourceConfig", "TokenSourceConfig", "TrackingConfig", "TrackingUtm", "Utm", "auth",
+    "SourceConfig", "TimeZoneName", "TokenSourceConfig", "TrackingConfig", "TrackingUtm", "Utm", "auth",
     "basic_password", "body_kind", "canonical_name", "check_token", "classify_mark",
     "clean_items", "clean_line", "clean_message_id", "clean_multiline", "clean_text",
     "clean_value", "draft_from_fields", "draft_from_message", "draft_from_parts",
