@@ -105,6 +105,29 @@ def make_cluster(tmp_path: Path) -> Iterator[ClusterFactory]:
         c.stop()
 
 
+RuntimeFactory = Callable[..., Runtime]
+
+
+@pytest.fixture
+def make_runtime(write_config: ConfigWriter, tmp_path: Path, database_url: str, redis_url: str,
+                 monkeypatch: pytest.MonkeyPatch) -> Iterator[RuntimeFactory]:
+    """Runtimes (no processes) for a ``plugins.toml`` text, on this test's store and Redis
+    (``extra_plugins`` as ``build_runtime`` takes them); each is closed at the end."""
+    made: list[Runtime] = []
+
+    def make(config: str, **kw: object) -> Runtime:
+        monkeypatch.setenv("LEADHUB_DATA_DIR", str(tmp_path / "data"))
+        monkeypatch.setenv("LEADHUB_DATABASE_URL", database_url)
+        monkeypatch.setenv("LEADHUB_REDIS_URL", redis_url)
+        runtime = build_runtime(write_config(config), **kw)  # type: ignore[arg-type]
+        made.append(runtime)
+        return runtime
+
+    yield make
+    for runtime in made:
+        runtime.close()
+
+
 AMO_TOKEN = "long-lived-token"
 
 
@@ -116,14 +139,10 @@ def amo() -> Iterator[FakeAmoCRM]:
 
 
 @pytest.fixture
-def amo_runtime(amo: FakeAmoCRM, write_config: ConfigWriter, tmp_path: Path, database_url: str,
-                redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
+def amo_runtime(amo: FakeAmoCRM, make_runtime: RuntimeFactory) -> Runtime:
     """A runtime (no processes) routing every webform lead to the fake amoCRM, for tests
     that drive the engine's steps themselves with a controlled clock."""
-    monkeypatch.setenv("LEADHUB_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("LEADHUB_DATABASE_URL", database_url)
-    monkeypatch.setenv("LEADHUB_REDIS_URL", redis_url)
-    runtime = build_runtime(write_config(f"""
+    return make_runtime(f"""
         [hub]
         default_destinations = ["amo_main"]
         [sources.site_form]
@@ -133,6 +152,4 @@ def amo_runtime(amo: FakeAmoCRM, write_config: ConfigWriter, tmp_path: Path, dat
         base_url = "{amo.base_url}"
         access_token = "{AMO_TOKEN}"
         timeout_s = 2
-    """))
-    yield runtime
-    runtime.close()
+    """)

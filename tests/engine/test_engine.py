@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,9 +17,9 @@ from hub.engine.leads import get_lead
 from hub.engine.ledger import ledger
 from hub.engine.process import process_received
 from hub.engine.replay import replay_lead
-from hub.runtime import Runtime, build_runtime
+from hub.runtime import Runtime
 from hub.store import tables as t
-from tests.conftest import ConfigWriter
+from tests.conftest import RuntimeFactory
 
 CONFIG = """
 [hub]
@@ -47,14 +46,8 @@ assign = { strategy = "round_robin", managers = ["1001", "1002", "1003"] }
 
 
 @pytest.fixture
-def rt(write_config: ConfigWriter, tmp_path: Path, database_url: str, redis_url: str,
-       monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setenv("LEADHUB_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("LEADHUB_DATABASE_URL", database_url)
-    monkeypatch.setenv("LEADHUB_REDIS_URL", redis_url)
-    runtime = build_runtime(write_config(CONFIG))
-    yield runtime
-    runtime.close()
+def rt(make_runtime: RuntimeFactory) -> Runtime:
+    return make_runtime(CONFIG)
 
 
 def form(body: str, **headers: str) -> InboundRequest:

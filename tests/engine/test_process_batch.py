@@ -5,7 +5,6 @@ and against the store, round-robin counters advanced once per route, and a lead 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,9 +14,9 @@ from hub.connectors import InboundRequest
 from hub.engine import process
 from hub.engine.ingest import build_item, ingest_batch
 from hub.engine.process import process_received
-from hub.runtime import Runtime, build_runtime
+from hub.runtime import Runtime
 from hub.store import tables as t
-from tests.conftest import ConfigWriter
+from tests.conftest import RuntimeFactory
 
 CONFIG = """
 [hub]
@@ -39,14 +38,8 @@ assign = { strategy = "round_robin", managers = ["1001", "1002", "1003"] }
 
 
 @pytest.fixture
-def rt(write_config: ConfigWriter, tmp_path: Path, database_url: str, redis_url: str,
-       monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setenv("LEADHUB_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("LEADHUB_DATABASE_URL", database_url)
-    monkeypatch.setenv("LEADHUB_REDIS_URL", redis_url)
-    runtime = build_runtime(write_config(CONFIG))
-    yield runtime
-    runtime.close()
+def rt(make_runtime: RuntimeFactory) -> Runtime:
+    return make_runtime(CONFIG)
 
 
 def ingest(rt: Runtime, *bodies: str) -> list[str]:

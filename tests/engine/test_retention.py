@@ -5,7 +5,6 @@ when it is set, and the ledger of the purged period keeps its totals and balance
 from __future__ import annotations
 
 import random
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -18,9 +17,9 @@ from hub.engine.ingest import build_item, ingest_batch
 from hub.engine.ledger import DAY_S, ledger
 from hub.engine.process import process_received
 from hub.engine.retention import RetentionSchedule, purge
-from hub.runtime import Runtime, build_runtime
+from hub.runtime import Runtime
 from hub.store import tables as t
-from tests.conftest import ConfigWriter
+from tests.conftest import RuntimeFactory
 
 NOW = 1781524800.0 + 12 * 3600  # 2026-06-15 12:00 UTC
 OLD = NOW - 40 * DAY_S  # beyond raw_retention_days = 30
@@ -40,14 +39,8 @@ plugin = "file"
 
 
 @pytest.fixture
-def rt(write_config: ConfigWriter, tmp_path: Path, database_url: str, redis_url: str,
-       monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setenv("LEADHUB_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("LEADHUB_DATABASE_URL", database_url)
-    monkeypatch.setenv("LEADHUB_REDIS_URL", redis_url)
-    runtime = build_runtime(write_config(CONFIG))
-    yield runtime
-    runtime.close()
+def rt(make_runtime: RuntimeFactory) -> Runtime:
+    return make_runtime(CONFIG)
 
 
 def post(rt: Runtime, at: float, **fields: str) -> None:
