@@ -635,6 +635,11 @@ class Destination(Connector[ConfigT]):
         """
         return None
 
+    def send_report(self, report: dict[str, Any], key: str) -> None:
+        """Deliver a reconcile run's report (``Capability.REPORTS``; a job's ``notify``):
+        ``key`` (the run's id) lets the receiver drop a repeat. Raise ``hub.errors``."""
+        raise NotImplementedError
+
     def erase(self, lead_ids: list[str]) -> bool:
         """Remove what this destination holds of these leads, where the hub can (a file it
         wrote); True when done. Called when a person is erased (``leadhub erase``). The

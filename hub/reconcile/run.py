@@ -107,7 +107,7 @@ def notify(rt: Runtime, name: str, doc: dict[str, Any]) -> dict[str, int]:
         try:
             if dest is None or Capability.REPORTS not in dest.capabilities:
                 raise ReconcileError(f"{target!r} cannot receive reports")
-            dest.send_report(report, run["id"])  # type: ignore[attr-defined]
+            dest.send_report(report, run["id"])
             sent["notified"] += 1
         except Exception as exc:
             sent["notify_failed"] += 1
