@@ -126,8 +126,8 @@ class Threads:
         self.state: dict[tuple[str, str], _Thread] = {}
         self.existing: dict[str, Lead] = {}  # leads already in the store, by id
         self.changed: set[str] = set()
-        #: lead rows created in this group, not yet inserted; edits go into their data
-        self.created: dict[str, dict[str, Any]] = {}
+        #: leads created in this group, not yet inserted: edited in place, written once
+        self.created: dict[str, Lead] = {}
 
     @classmethod
     def load(cls, conn: Connection, items: list[IngestItem]) -> Threads:
@@ -153,15 +153,11 @@ class Threads:
 
     def _lead(self, lead_id: str) -> Lead | None:
         if lead_id in self.created:
-            return Lead.model_validate(self.created[lead_id]["data"])
+            return self.created[lead_id]
         return self.existing.get(lead_id)
 
     def _keep(self, lead: Lead) -> None:
-        data = lead.to_json_dict()
-        data.pop("deliveries", None)
-        if lead.id in self.created:
-            self.created[lead.id]["data"] = data
-        else:
+        if lead.id not in self.created:  # a created one was edited in place: written once
             self.existing[lead.id] = lead
             self.changed.add(lead.id)
 

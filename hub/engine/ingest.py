@@ -31,6 +31,7 @@ from hub.models import Lead
 from hub.normalize import normalize_lead, normalize_phone
 from hub.redaction import redact_body
 from hub.store import accepted
+from hub.store.accepted import JsonText
 from hub.store.db import background_checkpoints, checkpoint
 
 #: Headers of any provider worth keeping with the raw request (types, ids, the Standard
@@ -235,15 +236,13 @@ def ingest_many(conn: Connection, items: list[IngestItem]) -> list[IngestResult]
             elif ev.lead is not None:
                 lead = threads.start(req.source, ev, now)
                 lead_id = lead.id
-                data = lead.to_json_dict()
-                data.pop("deliveries", None)
                 lead_rows.append({
                     "id": lead.id, "source": lead.source, "channel": lead.channel,
-                    "received_at": now, "status": "received", "data": data,
+                    "received_at": now, "status": "received", "data": None,
                     "inbound_id": item.inbound_id, "lease_until": 0.0, "updated_at": now,
                     "needs_enrichment": ev.needs_enrichment,
                 })
-                threads.created[lead.id] = lead_rows[-1]
+                threads.created[lead.id] = lead
                 lead_ids.append(lead.id)
                 outcome = "lead"
             elif ev.reason:
@@ -287,6 +286,9 @@ def ingest_many(conn: Connection, items: list[IngestItem]) -> list[IngestResult]
         result.lead_ids = lead_ids
         results.append(result)
 
+    for lead_row in lead_rows:  # encoded once, after later events of the group edited it
+        lead = threads.created[lead_row["id"]]
+        lead_row["data"] = JsonText(lead.model_dump_json(by_alias=True, exclude=_NOT_STORED))
     accepted.insert_leads(conn, lead_rows)
     threads.save(conn)
     accepted.insert_keys(conn, list(key_inserts.values()))
@@ -299,6 +301,10 @@ def ingest_many(conn: Connection, items: list[IngestItem]) -> list[IngestResult]
         if not accepted.close_entry(conn, entry_id, raw_id, counted, reason, closed_at):
             raise EntryNotOpen(entry_id)
     return results
+
+
+#: A lead's deliveries live in their own table, never in its stored JSON.
+_NOT_STORED = {"deliveries"}
 
 
 class EntryNotOpen(Exception):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from typing import Any
 
 from hub.connectors import LeadDraft
@@ -69,6 +70,7 @@ _SEPARATORS = re.compile(r"[\s\-]+")
 _NUMBERED = re.compile(r"_?\d{1,2}$")
 
 
+@lru_cache(maxsize=4096)  # pure; a form sends the same few names with every lead
 def field_key(name: str) -> str:
     """The folded form names are compared in: ``" Ваш-Телефон[] "`` → ``ваш_телефон``."""
     key = unicodedata.normalize("NFKC", name).casefold().strip().replace("ё", "е")
@@ -82,7 +84,11 @@ def canonical_name(name: str, field_map: Mapping[str, str] | None = None) -> str
     ``field_map`` keys are compared folded like field names. ``phone2`` and ``email_2``
     count as phones and emails: forms with a second number are common.
     """
-    key = field_key(name)
+    return _canonical(field_key(name), field_map)
+
+
+def _canonical(key: str, field_map: Mapping[str, str] | None) -> str | None:
+    """``canonical_name`` of a name already folded (``field_key``)."""
     if field_map:
         for alias, canonical in field_map.items():
             if field_key(alias) == key:
@@ -117,9 +123,10 @@ def draft_from_fields(
     draft = LeadDraft(channel=channel)
     slots: dict[str, tuple[str, str]] = {}  # canonical single field -> (original name, value)
     for name, value in items:
-        if not value.strip() or field_key(name) in DROPPED_FIELDS:
+        key = field_key(name)
+        if key in DROPPED_FIELDS or not value.strip():
             continue
-        canonical = canonical_name(name, field_map)
+        canonical = _canonical(key, field_map)
         if canonical in SINGLE_FIELDS and canonical not in slots:
             slots[canonical] = (name, value)
         elif canonical == "phone":
