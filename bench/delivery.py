@@ -177,6 +177,11 @@ class Store:
 
     def times(self, destination: str) -> list[tuple[float, float]]:
         """(received_at, delivered_at) of every delivered delivery to ``destination``."""
+        return [(rc, dv) for rc, _, dv in self.stages(destination)]
+
+    def stages(self, destination: str) -> list[tuple[float, float, float]]:
+        """(received_at, routed, delivered_at) of every delivered delivery to
+        ``destination``; routed is the delivery row's ``created_at`` (the routing commit)."""
         from sqlalchemy import select
 
         from hub.store import tables as t
@@ -184,14 +189,41 @@ class Store:
         d, ld = t.deliveries, t.leads
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(ld.c.received_at, d.c.delivered_at)
+                select(ld.c.received_at, d.c.created_at, d.c.delivered_at)
                 .join(ld, ld.c.id == d.c.lead_id)
                 .where(d.c.destination == destination, d.c.status == "delivered")
             )
-            return [(float(r), float(dv)) for r, dv in rows]
+            return [(float(r), float(c), float(dv)) for r, c, dv in rows]
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (Linux /proc), so ``leadhub serve``'s workers count."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                todo += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
+def hub_cpu_s(hub: Any) -> float:
+    """CPU seconds (user + system) used so far by the hub's processes and their children
+    (api or serve, workers, scheduler, the embedded Redis)."""
+    roots = [p.pid for p in [hub.api, hub.scheduler, *hub.workers] if p is not None]
+    if hub.embedded is not None and hub.embedded.process is not None:
+        roots.append(hub.embedded.process.pid)
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in {p for root in roots for p in _tree(root)}:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
 
 
 def wait_for(check: Any, timeout: float, what: str, interval: float = 0.1) -> None:
@@ -293,10 +325,51 @@ class DrainRow:
     span: float  # the shortest time in which rate+1 requests arrived (the fake wants > 1 s)
     faults: float = 0.0  # share of requests the fake failed on purpose
     faulted: int = 0
+    creates: int = 0  # POST leads/complex
+    lookups: int = 0  # GET leads (finding what an uncertain attempt made)
+    hangs: int = 0  # requests held until the connection dropped (timeout faults)
+    cpu_s: float = 0.0  # CPU of the hub's processes during the drain
 
     @property
     def ceiling(self) -> float:
         return self.rate * BATCH
+
+    @property
+    def batches(self) -> float:
+        return self.leads / BATCH
+
+    @property
+    def reachable(self) -> float:
+        """The share of the ceiling these requests allow: the fewest batches the leads
+        need over the requests the run made, had every request slot been used. A hanging
+        request also keeps its slot ``ARRIVAL_BOUND_S`` longer (the limiter cannot see
+        when it arrived), about one more request each: ``reachable_hangs``."""
+        return self.batches / self.requests if self.requests else 0.0
+
+    @property
+    def reachable_hangs(self) -> float:
+        from hub.engine.limiter import ARRIVAL_BOUND_S
+
+        cost = self.requests + self.hangs * ARRIVAL_BOUND_S
+        return self.batches / cost if cost else 0.0
+
+    @property
+    def used(self) -> float:
+        """Requests made over the requests the limit allowed in that time."""
+        return self.requests / (self.rate * self.seconds) if self.seconds else 0.0
+
+
+def expected_reachable(faults: float, after: float = 0.5) -> float:
+    """The share of the ceiling a batch of 50 can reach through ``faults`` (a third each
+    500, 429 and timeout; ``after`` of the 500s and timeouts strike after the deals were
+    made). Requests per batch: C = 1 + p429·C + p_unsure·L for a create, L = 1 + f·L +
+    (1 − f)(1 − after)·C for the look-up an uncertain create needs (a 429 is certain and
+    needs none; a look-up that finds the deals ends the batch)."""
+    p429, unsure = faults / 3, faults * 2 / 3
+    if faults >= 1:
+        return 0.0
+    c = (1 + unsure / (1 - faults)) / (1 - p429 - unsure * (1 - after))
+    return 1 / c
 
     @property
     def leads_per_s(self) -> float:
@@ -334,6 +407,7 @@ def bench_drain(rate: float, n: int, work: Path, pg_url: str, say: Any,
             if faults:
                 amo.faults(faults, ("500", "429", "timeout"), seed=5, after_ratio=0.5, hang_s=3)
             t_enable = time.time()
+            cpu0 = hub_cpu_s(hub)
             r = hub.admin("POST", "/api/connectors/amo/enable")
             assert r.status_code == 200, r.text
             wait_for(lambda: store.counts("amo").get("delivered", 0) >= n,
@@ -348,10 +422,14 @@ def bench_drain(rate: float, n: int, work: Path, pg_url: str, say: Any,
             span = min((b - a for a, b in zip(sent, sent[k:], strict=False)), default=0.0)
             assert len(amo.leads_by_marker("lh:")) == n and all(
                 len(v) == 1 for v in amo.leads_by_marker("lh:").values()), "a deal missing or twice"
-            faulted = sum(1 for q in amo.requests if q.fault)
+            api = [q for q in amo.requests if q.path.startswith("/api/")]
             return DrainRow(store.kind, rate, n, end - t_enable, requests,
                             limit_429s(amo, c429), percentile(lat, 0.5), percentile(lat, 0.99),
-                            span, faults, faulted)
+                            span, faults, sum(1 for q in api if q.fault),
+                            creates=sum(1 for q in api if q.path.endswith("/leads/complex")),
+                            lookups=sum(1 for q in api if q.method == "GET"),
+                            hangs=sum(1 for q in api if (q.fault or "").startswith("timeout")),
+                            cpu_s=hub_cpu_s(hub) - cpu0)
 
 
 @dataclass
@@ -368,6 +446,13 @@ class LatencyRow:
     p99: float
     max: float
     duplicated: int
+    route_p50: float = 0.0  # received_at → the delivery row (routing)
+    route_p99: float = 0.0
+    cpu_ms: float = 0.0  # the hub's CPU per lead posted
+
+
+def route_times(stages: list[tuple[float, float, float]], since: float) -> list[float]:
+    return [c - rc for rc, c, _ in stages if rc >= since]
 
 
 def bench_latency(rate: float, seconds: float, faults: float, work: Path, pg_url: str,
@@ -390,6 +475,7 @@ def bench_latency(rate: float, seconds: float, faults: float, work: Path, pg_url
             if faults:
                 amo.faults(faults, ("500", "429", "timeout"), seed=9, after_ratio=0.5, hang_s=3)
             t0 = time.time()
+            cpu0 = hub_cpu_s(hub)
             deployment = "leadhub serve" if serve else f"{WORKERS} workers"
             say(f"  {deployment}: {rate:g} leads/s for {seconds:g} s, {faults:.0%} faults ...")
             sent, errors = asyncio.run(_post_paced(f"{hub.base_url}/hooks/site_form", 0,
@@ -398,13 +484,18 @@ def bench_latency(rate: float, seconds: float, faults: float, work: Path, pg_url
                 raise RuntimeError(f"{errors} posts failed")
             wait_for(lambda: store.counts("amo").get("delivered", 0) >= sent + 20, 180,
                      "every lead delivered to amo", 0.25)
+            cpu = hub_cpu_s(hub) - cpu0
             amo.no_faults()
-            lat = [dv - rc for rc, dv in store.times("amo") if rc >= t0]
+            stages = store.stages("amo")
+            lat = [dv - rc for rc, _, dv in stages if rc >= t0]
+            route = route_times(stages, t0)
             markers = amo.leads_by_marker("lh:")
             return LatencyRow(deployment, faults, store.kind, sent, len(lat),
                               sum(1 for q in amo.requests if q.fault), len(amo.requests),
                               limit_429s(amo, c429), percentile(lat, 0.5), percentile(lat, 0.99),
-                              max(lat), sum(1 for v in markers.values() if len(v) > 1))
+                              max(lat), sum(1 for v in markers.values() if len(v) > 1),
+                              percentile(route, 0.5), percentile(route, 0.99),
+                              cpu * 1000 / max(1, sent))
 
 
 @dataclass
@@ -418,6 +509,8 @@ class IsoRow:
     p99: float
     max: float
     count_429: int
+    route_p99: float = 0.0
+    cpu_ms: float = 0.0
 
 
 def bench_isolation(case: str, dead: bool, args: argparse.Namespace, work: Path,
@@ -445,6 +538,7 @@ def bench_isolation(case: str, dead: bool, args: argparse.Namespace, work: Path,
             asyncio.run(_post_all(f"{hub.base_url}/hooks/site_form", 9_000_000, 20, 4))
             wait_for(lambda: store.counts("amo").get("delivered", 0) >= 20, 60, "warm-up")
             t0 = time.time()
+            cpu0 = hub_cpu_s(hub)
             say(f"  {case}: {args.iso_rate:g} leads/s for {args.iso_seconds:g} s ...")
             sent, errors = asyncio.run(_post_paced(f"{hub.base_url}/hooks/site_form", 0,
                                                    args.iso_rate, args.iso_seconds))
@@ -452,11 +546,13 @@ def bench_isolation(case: str, dead: bool, args: argparse.Namespace, work: Path,
                 raise RuntimeError(f"{errors} posts failed")
             wait_for(lambda: store.counts("amo").get("delivered", 0) >= sent + 20, 120,
                      "every lead delivered to amo")
-            times = [(rc, dv) for rc, dv in store.times("amo") if rc >= t0]
-            lat = [dv - rc for rc, dv in times]
+            cpu = hub_cpu_s(hub) - cpu0
+            stages = store.stages("amo")
+            lat = [dv - rc for rc, _, dv in stages if rc >= t0]
             hook = store.counts("hook")
-            return IsoRow(case, store.kind, sent, len(times), hook, percentile(lat, 0.5),
-                          percentile(lat, 0.99), max(lat), amo.count_429)
+            return IsoRow(case, store.kind, sent, len(lat), hook, percentile(lat, 0.5),
+                          percentile(lat, 0.99), max(lat), amo.count_429,
+                          percentile(route_times(stages, t0), 0.99), cpu * 1000 / max(1, sent))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -517,56 +613,73 @@ def main(argv: list[str] | None = None) -> int:
 
     if drains:
         table = Table(title=f"Drain a backlog into the fake amoCRM ({WORKERS} workers)")
-        for col in ("store", "faults", "rate req/s", "batch", "ceiling leads/s", "leads", "seconds",
-                    "leads/s", "% of ceiling", "limit 429s", "requests made", "min span s",
-                    "p50 s", "p99 s"):
+        for col in ("store", "faults", "rate req/s", "ceiling leads/s", "leads", "seconds",
+                    "leads/s", "% of ceiling", "limit 429s", "requests (create/look-up)",
+                    "hangs", "reachable model/run/−hangs", "slots used", "CPU ms/req",
+                    "min span s", "p50 s", "p99 s"):
             table.add_column(col, justify="right")
         for d in drains:
             share = d.leads_per_s / d.ceiling
             goal = 0.80 if d.faults else 0.95
             good = share >= goal and d.count_429 == 0
             ok &= good
-            table.add_row(d.store, f"{d.faults:.0%} ({d.faulted})", f"{d.rate:g}", str(BATCH),
+            table.add_row(d.store, f"{d.faults:.0%} ({d.faulted})", f"{d.rate:g}",
                           f"{d.ceiling:g}", str(d.leads),
                           f"{d.seconds:.1f}", f"{d.leads_per_s:.1f}",
                           f"[{'green' if share >= goal else 'red'}]{share:.0%}[/]",
                           f"[{'green' if d.count_429 == 0 else 'red'}]{d.count_429}[/]",
-                          str(d.requests), f"{d.span:.3f}", f"{d.p50:.1f}", f"{d.p99:.1f}")
+                          f"{d.requests} ({d.creates}/{d.lookups})", str(d.hangs),
+                          f"{expected_reachable(d.faults):.0%}/{d.reachable:.0%}/"
+                          f"{d.reachable_hangs:.0%}",
+                          f"{d.used:.0%}", f"{d.cpu_s * 1000 / max(1, d.requests):.0f}",
+                          f"{d.span:.3f}", f"{d.p50:.1f}", f"{d.p99:.1f}")
         say(table)
         say("[dim]seconds: from POST /api/connectors/amo/enable to the last delivered_at; "
             "p50/p99: delivered_at − max(received_at, enable), i.e. mostly the lead's place "
             "in the backlog; min span: the shortest time in which rate+1 requests reached the "
             "fake (it answers 429 under 1 s); limit 429s: the fake's own, not injected ones. "
+            "reachable: the share of the ceiling the requests allow with every slot used "
+            "(model: expected for the fault mix; run: batches needed / requests made; −hangs: "
+            "also charging each hanging request its longer slot); slots used: requests made / "
+            "(rate × seconds), so % of ceiling ≈ reachable × slots used. CPU: the hub's "
+            "processes during the drain, per request made. "
             "Goals: 0 limit 429s; ≥ 95 % of the ceiling healthy, ≥ 80 % with faults.[/]")
     if lats:
         table = Table(title=f"Webhook → deal in the fake amoCRM at {args.lat_rate:g} leads/s "
                       f"for {args.lat_seconds:g} s")
         for col in ("deployment", "faults", "store", "leads", "delivered", "faults injected", "requests",
-                    "limit 429s", "p50 ms", "p99 ms", "max ms", "duplicated"):
+                    "limit 429s", "route p50/p99 ms", "p50 ms", "p99 ms", "max ms", "duplicated",
+                    "CPU ms/lead"):
             table.add_column(col, justify="right")
         for r in lats:
             goal_ms = 10_000 if r.faults else 500
             good = r.p99 * 1000 < goal_ms and r.count_429 == 0 and r.duplicated == 0
             ok &= good
             table.add_row(r.deployment, f"{r.faults:.0%}", r.store, str(r.sent), str(r.delivered),
-                          str(r.faulted), str(r.requests), str(r.count_429), f"{r.p50 * 1000:.0f}",
+                          str(r.faulted), str(r.requests), str(r.count_429),
+                          f"{r.route_p50 * 1000:.0f}/{r.route_p99 * 1000:.0f}",
+                          f"{r.p50 * 1000:.0f}",
                           f"[{'green' if good else 'red'}]{r.p99 * 1000:.0f}[/]",
-                          f"{r.max * 1000:.0f}", str(r.duplicated))
+                          f"{r.max * 1000:.0f}", str(r.duplicated), f"{r.cpu_ms:.1f}")
         say(table)
-        say("[dim]received_at (the lead's commit) → delivered_at (the deal's answer recorded). "
+        say("[dim]received_at (the lead's commit) → delivered_at (the deal's answer recorded); "
+            "route: received_at → the delivery row's created_at (routed); CPU: the hub's "
+            "processes (serve with its workers, or api, workers, scheduler; Redis) per lead. "
             "Goals: p99 < 500 ms healthy, < 10 s with faults; 0 duplicated deals.[/]")
     if isos:
         table = Table(title=f"Isolation: amoCRM latency while a webhook destination times out "
                       f"({args.iso_rate:g} leads/s for {args.iso_seconds:g} s, both destinations)")
         for col in ("case", "store", "leads", "amo delivered", "hook delivered/failed/pending",
-                    "amo p50 ms", "amo p99 ms", "amo max ms", "amo 429s"):
+                    "route p99 ms", "amo p50 ms", "amo p99 ms", "amo max ms", "amo 429s",
+                    "CPU ms/lead"):
             table.add_column(col, justify="left" if col == "case" else "right")
         for r in isos:
             table.add_row(r.case, r.store, str(r.sent), str(r.amo_delivered),
                           f"{r.hook.get('delivered', 0)}/{r.hook.get('failed', 0)}/"
                           f"{r.hook.get('pending', 0)}",
+                          f"{r.route_p99 * 1000:.0f}",
                           f"{r.p50 * 1000:.0f}", f"{r.p99 * 1000:.0f}", f"{r.max * 1000:.0f}",
-                          str(r.count_429))
+                          str(r.count_429), f"{r.cpu_ms:.1f}")
         say(table)
         if len(isos) == 2:
             ratio = isos[1].p99 / isos[0].p99
