@@ -19,7 +19,9 @@ rate limit: a drain that leased a full batch wakes a helper, up to ``MAX_DRAINS`
 database work of one batch overlaps the rate-limit wait and the HTTP call of another. A
 destination that is not answering gets one drain, and a drain whose whole batch failed
 gives its worker back at once: a destination that times out on every call holds at most
-one worker, for one call at a time.
+one worker, for one call at a time. Of the drains that would sleep for the next request
+slot, one does (``become_waiter``); the others give their workers back at once, since
+that one leases whatever is due when the slot comes (helpers for a backlog excepted).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from hub.engine.backoff import decide, jitter_factor
 from hub.engine.drain_control import (
     BREAKER_AFTER,
     DrainSlot,
+    become_waiter,
     breaker_open,
     health,
     note_failure,
@@ -46,6 +49,7 @@ from hub.engine.drain_control import (
     offer_spread,
     open_breaker,
     rate_limit_hold,
+    stop_waiting,
     take_spread,
 )
 from hub.engine.ingest import new_id
@@ -111,12 +115,13 @@ def drain(
     slot = DrainSlot(rt.redis, destination, timeout * 2 + 10)
     ok, failures = health(rt, destination)
     healthy = ok or not failures
-    most = (MAX_DRAINS if take_spread(rt, destination) else STEADY_DRAINS) if healthy else 1
+    helper = healthy and take_spread(rt, destination)
+    most = (MAX_DRAINS if helper else STEADY_DRAINS) if healthy else 1
     if not slot.acquire(most):
         stats.refused = True  # the running drain is told to look again when it ends
         return stats
     try:
-        Drain(rt, dest, destination, clock, stats).run(budget_s, spread, slot)
+        Drain(rt, dest, destination, clock, stats, helper=helper).run(budget_s, spread, slot)
     finally:
         try:
             if slot.release():  # a wake-up was refused meanwhile: work may be waiting
@@ -131,9 +136,12 @@ class Drain:
 
     def __init__(
         self, rt: Runtime, dest: Destination[Any], name: str, clock: Callable[[], float],
-        stats: DrainStats,
+        stats: DrainStats, *, helper: bool = False,
     ) -> None:
         self.rt, self.dest, self.name, self.clock, self.stats = rt, dest, name, clock, stats
+        #: asked for by a drain with a full backlog: it waits its turn beside the others
+        self.helper = helper
+        self.token = new_id()
         self.limits = dest.effective_limits()
         self.limiter = RateLimiter(rt.redis)
         self.timeout = dest.request_timeout_s
@@ -160,8 +168,12 @@ class Drain:
                 ready = max(ready, 0.005)
                 if time.monotonic() - started + ready >= budget_s:
                     break
+                if not self.helper and not become_waiter(self.rt, self.name, self.token, ready):
+                    return  # another drain waits for that slot and takes what is due then
                 time.sleep(ready)
                 continue
+            if not self.helper:
+                stop_waiting(self.rt, self.name, self.token)
             first = False
             now = self.clock()
             attempt = new_id()
