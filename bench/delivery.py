@@ -335,6 +335,10 @@ class DrainRow:
         return self.rate * BATCH
 
     @property
+    def leads_per_s(self) -> float:
+        return self.leads / self.seconds if self.seconds else 0.0
+
+    @property
     def batches(self) -> float:
         return self.leads / BATCH
 
@@ -370,10 +374,6 @@ def expected_reachable(faults: float, after: float = 0.5) -> float:
         return 0.0
     c = (1 + unsure / (1 - faults)) / (1 - p429 - unsure * (1 - after))
     return 1 / c
-
-    @property
-    def leads_per_s(self) -> float:
-        return self.leads / self.seconds if self.seconds else 0.0
 
 
 def limit_429s(amo: Any, before: int) -> int:
