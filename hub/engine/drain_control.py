@@ -80,18 +80,23 @@ def limited_key(destination: str) -> str:
     return f"leadhub:limited:{destination}"
 
 
-def rate_limit_hold(rt: Runtime, destination: str, retry_after: float | None) -> float:
+def rate_limit_hold(
+    rt: Runtime, destination: str, retry_after: float | None, base_s: float = 0.25,
+) -> float:
     """How long every sender holds back after a 429: what the API asked; without
-    ``Retry-After``, 0.25 s doubling with each 429 that follows within ``LIMITED_MEMORY_S``
-    (up to 60 s), until something is delivered. A fixed 1 s hold turned each of amoCRM's
-    occasional 429s into a second of silence for the whole 7/s budget."""
+    ``Retry-After``, ``base_s`` doubling with each 429 that follows within
+    ``LIMITED_MEMORY_S`` (up to 60 s), until something is delivered. A fixed 1 s hold
+    turned each of amoCRM's occasional 429s into a second of silence for the whole 7/s
+    budget. A destination with a fixed rate passes its request interval: the first 429
+    then costs the API one empty slot (0.14 s at amoCRM's 7/s; 0.25 s left 6 % of the
+    budget unused at 20 % faults)."""
     if retry_after is not None:
         return min(max(retry_after, 0.1), 60.0)
     pipe = rt.redis.pipeline()
     pipe.incr(limited_key(destination))
     pipe.expire(limited_key(destination), LIMITED_MEMORY_S)
     count, _ = pipe.execute()
-    return float(min(60.0, 0.25 * 2 ** (int(count) - 1)))
+    return float(min(60.0, base_s * 2 ** (int(count) - 1)))
 
 
 def note_failure(rt: Runtime, destination: str) -> int:

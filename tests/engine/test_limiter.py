@@ -18,6 +18,18 @@ def test_requests_are_spaced_at_the_rate(redis_url: str) -> None:
     assert 0.1 < limiter.try_begin("crm", 7, "b") <= 0.97 / 7
 
 
+def test_a_late_request_moves_the_next_one_up_by_at_most_half_a_spacing(redis_url: str) -> None:
+    """Spacing runs on a schedule: the sender's own delay before a request left is made up
+    (up to half a spacing), instead of being added to every interval."""
+    limiter = RateLimiter(redis.Redis.from_url(redis_url))
+    spacing = 0.97 / 7
+    assert limiter.try_begin("crm", 7, "a") == 0
+    time.sleep(spacing + 0.07)  # "b" leaves at least 70 ms after it could have
+    assert limiter.try_begin("crm", 7, "b") == 0
+    wait = limiter.try_begin("crm", 7, "c")
+    assert spacing / 2 - 0.01 <= wait <= spacing - 0.06
+
+
 def test_window_of_a_rate() -> None:
     assert window_of(7) == (7, 1.0)
     assert window_of(2.5) == (2, 0.8)

@@ -1,0 +1,58 @@
+"""A call hanging until its timeout does not stop a healthy destination: the drain sends
+the next batch meanwhile and records the hung one when it ends. Real store, real Redis,
+the fake amoCRM on loopback (a request held, then its connection dropped)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from hub.engine.drain import drain
+from hub.engine.process import process_received
+from hub.runtime import Runtime
+from hub.store import tables as t
+from plugins.amocrm.testing import FakeAmoCRM
+from tests.engine.test_engine import form, ingest
+
+DEST = "amo_main"
+COMPLEX = "/api/v4/leads/complex"
+#: with this seed and ratio 0.5 the first leads/complex request hangs, the second does not
+SEED = 3
+
+
+@pytest.fixture
+def rt(amo_runtime: Runtime) -> Runtime:
+    return amo_runtime
+
+
+def deliveries(rt: Runtime) -> list[Any]:
+    with rt.reader.connect() as conn:
+        return list(conn.execute(select(t.deliveries).order_by(t.deliveries.c.created_at)))
+
+
+def route(rt: Runtime, start: int, n: int) -> None:
+    for i in range(start, start + n):
+        ingest(rt, form(f"name=Lead+{i}&phone=%2B7916{i:07d}"))
+        process_received(rt)
+
+
+def test_a_hanging_call_does_not_hold_back_the_next_batch(rt: Runtime, amo: FakeAmoCRM) -> None:
+    route(rt, 0, 1)
+    assert drain(rt, DEST).delivered == 1  # the destination has answered lately
+    amo.clear_records()
+    route(rt, 1, 51)  # a full batch of 50, and one more lead
+
+    amo.faults(0.5, ("timeout",), seed=SEED, after_ratio=0.0, hang_s=1.5, paths=(COMPLEX,))
+    stats = drain(rt, DEST)
+    amo.no_faults()
+
+    creates = [r for r in amo.requests if r.path == COMPLEX]
+    assert [bool(r.fault) for r in creates] == [True, False]
+    rows = deliveries(rt)[1:]
+    hung, after = rows[:50], rows[50:]
+    assert {(d.status, d.uncertain, d.attempts) for d in hung} == {("failed", True, 1)}
+    assert [d.status for d in after] == ["delivered"], "sent while the first call hung"
+    assert stats.delivered == 1 and stats.failed == 50
+    assert len(amo.leads) == 2  # the first lead's deal and the 51st's; the hung call made none
