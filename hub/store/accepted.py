@@ -16,6 +16,7 @@ import json
 import sqlite3
 from collections.abc import Iterator
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import JSON, Connection, Table, bindparam, exists, insert, or_, select, update
@@ -138,18 +139,26 @@ def _insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
         return
     raw = _sqlite_driver(conn)
     columns = tuple(rows[0])
-    encoded = [c for c in columns if isinstance(table.c[c].type, JSON)]
+    encoded = _json_columns(table, columns)
     if raw is None:  # SQLAlchemy encodes JSON columns itself: hand it the values
         conn.execute(insert(table), [
             {**row, **{c: json.loads(row[c]) for c in encoded if isinstance(row[c], JsonText)}}
             for row in rows])
         return
     at = [columns.index(c) for c in encoded]
+    values_of = itemgetter(*columns)  # C-level; one column would give a value, not a tuple
+    single = len(columns) == 1
     params = []
     for row in rows:
-        values = [row[c] for c in columns]
+        values = [values_of(row)] if single else list(values_of(row))
         for i in at:
             if not isinstance(values[i], JsonText):
                 values[i] = json.dumps(values[i])
         params.append(values)
     raw.executemany(_insert_sql(table.name, columns), params)
+
+
+@lru_cache(maxsize=64)
+def _json_columns(table: Table, columns: tuple[str, ...]) -> tuple[str, ...]:
+    """Those of ``columns`` that hold JSON (asked once per table and column set)."""
+    return tuple(c for c in columns if isinstance(table.c[c].type, JSON))

@@ -138,20 +138,25 @@ def _sqlite_begin(conn: Any) -> None:
     # Writers take the write lock at BEGIN: a deferred transaction that reads and later
     # upgrades to a writer fails with SQLITE_BUSY at once instead of waiting its turn.
     # Readers (``read_only(engine)``) begin DEFERRED and never block anyone under WAL.
+    # BEGIN goes straight to the driver: SQLAlchemy's statement execution cost more than
+    # SQLite's own BEGIN, once per transaction (the api's group commit included).
     options = conn.get_execution_options()
+    dbapi_conn = conn.connection.dbapi_connection
     if options.get(READ_ONLY):
-        conn.exec_driver_sql("BEGIN")
+        dbapi_conn.execute("BEGIN")
         return
-    if options.get(NO_AUTOCHECKPOINT):  # a connection setting; a few µs
-        conn.connection.dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")
+    if options.get(NO_AUTOCHECKPOINT):
+        info = conn.connection.info  # lives as long as the DBAPI connection
+        if not info.get(NO_AUTOCHECKPOINT):  # a connection setting: once is enough
+            dbapi_conn.execute("PRAGMA wal_autocheckpoint=0")
+            info[NO_AUTOCHECKPOINT] = True
     gate: WriteGate | None = conn.engine.dialect.__dict__.get("leadhub_gate")
     if gate is None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        dbapi_conn.execute("BEGIN IMMEDIATE")
         return
-    dbapi_conn = conn.connection.dbapi_connection
     gate.acquire(dbapi_conn)
     try:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        dbapi_conn.execute("BEGIN IMMEDIATE")
     except BaseException:
         gate.release(dbapi_conn)
         raise
