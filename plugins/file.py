@@ -25,6 +25,7 @@ from hub.sdk import (
     DeliveryOutcome,
     Destination,
     DestinationConfig,
+    Lead,
     Limits,
     PermanentError,
     hookimpl,
@@ -68,11 +69,8 @@ class FileDestination(Destination[FileConfig]):
             if not line.endswith(b"\n"):
                 f.truncate(offset)  # torn by a crash mid-write
                 break
-            try:
-                lead_id = json.loads(line).get("id")
-            except ValueError:
-                lead_id = None
-            if isinstance(lead_id, str):
+            lead_id = _line_id(line)
+            if lead_id is not None:
                 self._ids[lead_id] = offset
             offset += len(line)
         self._scanned = offset
@@ -91,8 +89,7 @@ class FileDestination(Destination[FileConfig]):
                         continue
                     if not write:
                         continue
-                    lead = item.lead.model_copy(update={"deliveries": []})
-                    line = json.dumps(lead.to_json_dict(), ensure_ascii=False).encode() + b"\n"
+                    line = _line(item.lead)
                     f.seek(0, os.SEEK_END)
                     offset = f.tell()
                     f.write(line)
@@ -141,7 +138,27 @@ class FileDestination(Destination[FileConfig]):
         return True
 
 
+def _line(lead: Lead) -> bytes:
+    """The lead's JSON (the contract's, without its deliveries) as one line, UTF-8, its
+    ``id`` first (``_line_id`` reads it back from there)."""
+    if lead.deliveries:
+        lead = lead.model_copy(update={"deliveries": []})
+    return lead.model_dump_json(by_alias=True).encode() + b"\n"
+
+
+_ID_PREFIXES = (b'{"id":"', b'{"id": "')  # as this plugin writes a line, and as it used to
+
+
 def _line_id(line: bytes) -> str | None:
+    """The lead id of a line of the file. Every process appending to the file reads what
+    the others appended (``_catch_up``): the id is taken from the start of the line where
+    this plugin put it, the line parsed whole only when it looks otherwise."""
+    for prefix in _ID_PREFIXES:
+        if line.startswith(prefix):
+            end = line.find(b'"', len(prefix))
+            value = line[len(prefix):end]
+            if end > 0 and b"\\" not in value:
+                return value.decode("utf-8", "replace")
     try:
         lead_id = json.loads(line).get("id")
     except (ValueError, AttributeError):

@@ -7,6 +7,7 @@ leaves it to be claimed again, and delivery rows are unique per (lead, destinati
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterable
@@ -69,19 +70,19 @@ def create_deliveries(conn: Connection, lead_id: str, destinations: Iterable[str
 
 @dataclass
 class _Prepared:
-    """A claimed lead read and routed outside any write transaction."""
+    """A claimed lead read and routed outside any write transaction. ``row.data_text`` is
+    its JSON as it was read: the write checks that nobody changed it since."""
 
     row: Any
-    data: Any  # the stored JSON as read: the write checks that nobody changed it since
     lead: Lead
     decision: RouteDecision
     keys: list[str]
 
 
-def _prepare(rt: Runtime, row: Any, data: Any) -> _Prepared:
+def _prepare(rt: Runtime, row: Any, data: dict[str, Any]) -> _Prepared:
     lead = Lead.model_validate(data)
     decision = choose_route(lead, rt.config.routes, rt.config.hub.default_destinations)
-    return _Prepared(row, data, lead, decision, contact_keys(lead))
+    return _Prepared(row, lead, decision, contact_keys(lead))
 
 
 def _chunks(values: list[str], size: int = 500) -> Iterable[list[str]]:
@@ -154,7 +155,8 @@ def _route_batch(rt: Runtime, conn: Connection, prepared: list[_Prepared], now: 
         if cur is None or cur.status != "received":
             continue
         # a call or chat event may have continued the lead since it was read: use its data
-        batch.append(p if cur.data == p.data else _prepare(rt, p.row, cur.data))
+        same = cur.data_text == p.row.data_text
+        batch.append(p if same else _prepare(rt, p.row, json.loads(cur.data_text)))
     if not batch:
         return out
 
@@ -171,11 +173,12 @@ def _route_batch(rt: Runtime, conn: Connection, prepared: list[_Prepared], now: 
         originals[p.lead.id] = original
         index.add(p.keys, p.row.received_at, p.lead.id, original)
 
-    # the destinations of each original: from this batch, or already in the store
+    # the destinations of each original (from this batch, or already in the store) and
+    # those the batch's leads already have (none, unless a replay made them): one query
     in_batch_dests: dict[str, list[str]] = {}
     outside = sorted({o for o in originals.values() if o is not None} - set(originals))
     stored_dests: dict[str, list[str]] = {}
-    for part in _chunks(outside):
+    for part in _chunks(outside + [p.lead.id for p in batch]):
         for lead_id, dest in delivery_store.destinations_of_leads(conn, part):
             stored_dests.setdefault(lead_id, []).append(dest)
 
@@ -221,10 +224,7 @@ def _route_batch(rt: Runtime, conn: Connection, prepared: list[_Prepared], now: 
         for n, (p, seq) in enumerate(waiting, start=last - len(waiting) + 1):
             p.lead.assigned_to = seq[(n - 1) % len(seq)]
 
-    existing: set[tuple[str, str]] = set()
-    for part in _chunks([p.lead.id for p in batch]):
-        existing.update(
-            (r.lead_id, r.destination) for r in delivery_store.destinations_of_leads(conn, part))
+    existing = {(p.lead.id, d) for p in batch for d in stored_dests.get(p.lead.id, ())}
     key_rows = [ContactKey(k, p.lead.id, p.row.received_at) for p in batch for k in p.keys]
     new_deliveries = [
         NewDelivery(new_id(), lead_id, d)
@@ -269,7 +269,7 @@ def enrich(rt: Runtime, rows: list[Any], now: float) -> list[Any]:
         try:
             if src is None:
                 raise PermanentError(f"source {row.source!r} is no longer configured")
-            lead = src.enrich(Lead.model_validate(row.data))
+            lead = src.enrich(Lead.model_validate(json.loads(row.data_text)))
             if not lead.contact.has_any():
                 reason = "no contact after enrichment: no phone, email or messenger id"
         except RetryableError as exc:
@@ -295,9 +295,10 @@ def enrich(rt: Runtime, rows: list[Any], now: float) -> list[Any]:
 def process_received(rt: Runtime, limit: int = BATCH) -> Processed:
     """Process one batch of received leads; returns what was done (for wake-ups and hooks).
 
-    Claim (one short transaction), enrich where a source asked for it (no transaction
-    open during its I/O), validate and route in memory (no transaction either), then
-    dedup, assign and write the batch in one short transaction (``_route_batch``).
+    Claim (one short transaction, one statement), enrich where a source asked for it (no
+    transaction open during its I/O), validate and route in memory (no transaction
+    either), then dedup, assign and write the batch in one short transaction
+    (``_route_batch``).
     """
     now = time.time()
     with rt.db.begin() as conn:
@@ -305,7 +306,7 @@ def process_received(rt: Runtime, limit: int = BATCH) -> Processed:
     if not rows:
         return Processed()
     rows = enrich(rt, rows, now)
-    prepared = [_prepare(rt, row, row.data) for row in rows]
+    prepared = [_prepare(rt, row, json.loads(row.data_text)) for row in rows]
     if not prepared:
         return Processed()
     with rt.db.begin() as conn:

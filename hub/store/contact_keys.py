@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, bindparam, insert, select
 
 from hub.store import StoredRow
 from hub.store import tables as t
@@ -19,14 +19,18 @@ class ContactKey(NamedTuple):
     received_at: float
 
 
+_in_window = (
+    select(ck.c.key, ck.c.received_at, ck.c.lead_id, ld.c.duplicate_of)
+    .join(ld, ld.c.id == ck.c.lead_id)
+    .where(ck.c.key.in_(bindparam("k_keys", expanding=True)),
+           ck.c.received_at >= bindparam("k_since"), ck.c.received_at <= bindparam("k_until"))
+)
+
+
 def in_window(conn: Connection, keys: list[str], since: float, until: float) -> list[StoredRow]:
     """``(key, received_at, lead_id, duplicate_of)`` of the leads with these keys received
     in ``[since, until]``."""
-    return list(conn.execute(
-        select(ck.c.key, ck.c.received_at, ck.c.lead_id, ld.c.duplicate_of)
-        .join(ld, ld.c.id == ck.c.lead_id)
-        .where(ck.c.key.in_(keys), ck.c.received_at >= since, ck.c.received_at <= until)
-    ))
+    return list(conn.execute(_in_window, {"k_keys": keys, "k_since": since, "k_until": until}))
 
 
 def latest_assigned(conn: Connection, keys: list[str], other_than: str) -> StoredRow | None:
@@ -41,7 +45,10 @@ def latest_assigned(conn: Connection, keys: list[str], other_than: str) -> Store
     ).first()
 
 
+_add = insert(ck)
+
+
 def add(conn: Connection, keys: list[ContactKey]) -> None:
     """One executemany."""
     if keys:
-        conn.execute(insert(ck), [k._asdict() for k in keys])
+        conn.execute(_add, [k._asdict() for k in keys])

@@ -19,10 +19,11 @@ from sqlalchemy import Connection, Engine, bindparam, case, insert, select, upda
 
 from hub.connectors import DeliveryItem
 from hub.engine.status import derive_status
-from hub.models import Lead
 from hub.store import StoredRow
 from hub.store import tables as t
-from hub.store.dialect import for_update
+from hub.store.dialect import for_update, json_as_text
+from hub.store.leads import lead_from_json
+from hub.store.statements import PerDialect
 
 log = logging.getLogger("leadhub.drain")
 d = t.deliveries
@@ -39,29 +40,40 @@ def lease_batch(
     die after sending, the next one looks for exactly this attempt's records. An
     uncertain item keeps the attempt to look for until its look-up has answered.
     """
+    rows = _whole_attempts(list(conn.execute(
+        _due(conn), {"l_dest": destination, "l_now": now, "l_limit": size * 2})), size)
+    if rows:
+        conn.execute(_lease, {"l_ids": [r.id for r in rows], "l_until": now + lease_s,
+                              "l_attempt": attempt, "l_now": now})
+    return rows
+
+
+def _build_due(conn: Connection) -> Any:
     q = (
         select(d)
         .where(
-            d.c.destination == destination,
+            d.c.destination == bindparam("l_dest"),
             d.c.status.in_(("pending", "failed")),
-            d.c.next_attempt_at <= now,
-            d.c.lease_until < now,
+            d.c.next_attempt_at <= bindparam("l_now"),
+            d.c.lease_until < bindparam("l_now"),
         )
         .order_by(d.c.next_attempt_at, d.c.id)
-        .limit(size * 2)
+        .limit(bindparam("l_limit"))
     )
-    rows = _whole_attempts(list(conn.execute(for_update(conn, q, skip_locked=True))), size)
-    if rows:
-        certain = (d.c.uncertain.is_(False)) & (d.c.lease_until <= 0)
-        conn.execute(
-            update(d)
-            .where(d.c.id.in_([r.id for r in rows]))
-            .values(
-                lease_until=now + lease_s, attempt_id=attempt, updated_at=now,
-                sent_attempt_id=case((certain, attempt), else_=d.c.sent_attempt_id),
-            )
-        )
-    return rows
+    return for_update(conn, q, skip_locked=True)
+
+
+_due = PerDialect(_build_due)
+_certain = (d.c.uncertain.is_(False)) & (d.c.lease_until <= 0)
+_lease = (
+    update(d)
+    .where(d.c.id.in_(bindparam("l_ids", expanding=True)))
+    .values(
+        lease_until=bindparam("l_until"), attempt_id=bindparam("l_attempt"),
+        updated_at=bindparam("l_now"),
+        sent_attempt_id=case((_certain, bindparam("l_attempt")), else_=d.c.sent_attempt_id),
+    )
+)
 
 
 def _whole_attempts(candidates: list[Any], size: int) -> list[Any]:
@@ -95,25 +107,26 @@ def was_uncertain(row: Any) -> bool:
     return bool(row.uncertain or row.lease_until > 0)
 
 
+_lead_texts = select(t.leads.c.id, json_as_text(t.leads.c.data), t.leads.c.duplicate_of).where(
+    t.leads.c.id.in_(bindparam("i_ids", expanding=True)))
+_original_ids = select(d.c.lead_id, d.c.destination, d.c.external_id).where(
+    d.c.lead_id.in_(bindparam("i_ids", expanding=True)))
+
+
 def load_items(conn: Connection, rows: list[Any], attempt: str) -> list[DeliveryItem]:
     """The batch's items: each lead read and validated once, and for duplicates the id
     their original got at the same destination."""
-    lead_ids = {r.lead_id for r in rows}
-    data: dict[str, Any] = {}
+    data: dict[str, str] = {}
     originals: set[str] = set()
-    for lid, payload, dup in conn.execute(
-        select(t.leads.c.id, t.leads.c.data, t.leads.c.duplicate_of).where(t.leads.c.id.in_(lead_ids))
-    ):
-        data[lid] = payload
+    for lid, text, dup in conn.execute(_lead_texts, {"i_ids": list({r.lead_id for r in rows})}):
+        data[lid] = text
         if dup:
             originals.add(dup)
     orig_ext: dict[tuple[str, str], str | None] = {}
     if originals:
-        for lid, dest, ext in conn.execute(
-            select(d.c.lead_id, d.c.destination, d.c.external_id).where(d.c.lead_id.in_(originals))
-        ):
+        for lid, dest, ext in conn.execute(_original_ids, {"i_ids": list(originals)}):
             orig_ext[(lid, dest)] = ext
-    leads = {lid: Lead.model_validate(payload) for lid, payload in data.items()}
+    leads = {lid: lead_from_json(text) for lid, text in data.items()}
     items = []
     for r in rows:
         lead = leads[r.lead_id]
@@ -137,14 +150,12 @@ def originals_pending(conn: Connection, originals: Iterable[str], destination: s
     wanted = set(originals)
     if not wanted:
         return set()
-    return set(
-        conn.execute(
-            select(d.c.lead_id).where(
-                d.c.lead_id.in_(wanted), d.c.destination == destination,
-                d.c.status.in_(("pending", "failed")),
-            )
-        ).scalars()
-    )
+    return set(conn.execute(_pending_of, {"p_ids": list(wanted), "p_dest": destination}).scalars())
+
+
+_pending_of = select(d.c.lead_id).where(
+    d.c.lead_id.in_(bindparam("p_ids", expanding=True)), d.c.destination == bindparam("p_dest"),
+    d.c.status.in_(("pending", "failed")))
 
 
 def mark_sending(engine: Engine, ids: list[str], until: float, attempt: str) -> None:
@@ -181,8 +192,7 @@ def record_attempt(engine: Engine, record: AttemptRecord, attempt: str, now: flo
     if not ids:
         return set()
     with engine.begin() as conn:
-        q = select(d.c.id).where(d.c.id.in_(ids), d.c.attempt_id == attempt)
-        ours = set(conn.execute(for_update(conn, q)).scalars())
+        ours = set(conn.execute(_held(conn), {"r_ids": ids, "r_attempt": attempt}).scalars())
         if len(ours) < len(ids):
             log.warning("%d outcome(s) dropped: their lease was taken over", len(ids) - len(ours))
         delivered = [r for r in record.delivered if r["b_id"] in ours]
@@ -190,59 +200,65 @@ def record_attempt(engine: Engine, record: AttemptRecord, attempt: str, now: flo
         deferred = [{"b_id": i, "b_next": at, "b_uncertain": unsure}
                     for i, (at, unsure) in record.deferred.items() if i in ours]
         if delivered:
-            conn.execute(
-                update(d).where(d.c.id == bindparam("b_id")).values(
-                    status="delivered", external_id=bindparam("b_ext"), uncertain=False,
-                    last_error=None, delivered_at=now, attempts=bindparam("b_attempts"),
-                    first_attempt_at=bindparam("b_first"), lease_until=0.0, updated_at=now),
-                delivered,
-            )
+            conn.execute(_delivered, [{**r, "b_now": now} for r in delivered])
         if failed:
-            conn.execute(
-                update(d).where(d.c.id == bindparam("b_id")).values(
-                    status=bindparam("b_status"), next_attempt_at=bindparam("b_next"),
-                    uncertain=bindparam("b_uncertain"), last_error=bindparam("b_error"),
-                    attempts=bindparam("b_attempts"), first_attempt_at=bindparam("b_first"),
-                    lease_until=0.0, updated_at=now),
-                failed,
-            )
+            conn.execute(_failed, [{**r, "b_now": now} for r in failed])
         if deferred:
-            # Not an attempt: the previous attempt stays the one to look for, so a deferred
-            # uncertain item (a lease that ran out included) still starts with a look-up.
-            conn.execute(
-                update(d).where(d.c.id == bindparam("b_id")).values(
-                    lease_until=0.0, next_attempt_at=bindparam("b_next"), updated_at=now,
-                    uncertain=bindparam("b_uncertain")),
-                deferred,
-            )
+            conn.execute(_deferred, [{**r, "b_now": now} for r in deferred])
         if delivered or failed:
             _refresh_statuses(conn, record.lead_ids, now)
     return ours
 
 
+def _build_held(conn: Connection) -> Any:
+    q = select(d.c.id).where(d.c.id.in_(bindparam("r_ids", expanding=True)),
+                             d.c.attempt_id == bindparam("r_attempt"))
+    return for_update(conn, q)
+
+
+_held = PerDialect(_build_held)
+_delivered = update(d).where(d.c.id == bindparam("b_id")).values(
+    status="delivered", external_id=bindparam("b_ext"), uncertain=False, last_error=None,
+    delivered_at=bindparam("b_now"), attempts=bindparam("b_attempts"),
+    first_attempt_at=bindparam("b_first"), lease_until=0.0, updated_at=bindparam("b_now"))
+_failed = update(d).where(d.c.id == bindparam("b_id")).values(
+    status=bindparam("b_status"), next_attempt_at=bindparam("b_next"),
+    uncertain=bindparam("b_uncertain"), last_error=bindparam("b_error"),
+    attempts=bindparam("b_attempts"), first_attempt_at=bindparam("b_first"), lease_until=0.0,
+    updated_at=bindparam("b_now"))
+#: Not an attempt: the previous attempt stays the one to look for, so a deferred uncertain
+#: item (a lease that ran out included) still starts with a look-up.
+_deferred = update(d).where(d.c.id == bindparam("b_id")).values(
+    lease_until=0.0, next_attempt_at=bindparam("b_next"), updated_at=bindparam("b_now"),
+    uncertain=bindparam("b_uncertain"))
+_lead_and_delivery_statuses = (
+    select(t.leads.c.id, t.leads.c.status, d.c.status.label("delivery_status"))
+    .join(d, d.c.lead_id == t.leads.c.id)
+    .where(t.leads.c.id.in_(bindparam("s_ids", expanding=True)))
+)
+_set_lead_status = update(t.leads).where(t.leads.c.id.in_(bindparam("s_ids", expanding=True))).values(
+    status=bindparam("s_status"), updated_at=bindparam("s_now"))
+
+
 def _refresh_statuses(conn: Connection, lead_ids: set[str], now: float) -> None:
-    """Each lead's status derived again from its deliveries: two reads, one executemany."""
+    """Each lead's status derived again from its deliveries: one read (the leads joined to
+    their deliveries), one update per new status (a batch's leads mostly share one: a
+    statement for the batch, not a row of an executemany per lead). A lead without
+    deliveries keeps its status."""
     if not lead_ids:
         return
-    current: dict[str, str] = {
-        row.id: row.status
-        for row in conn.execute(
-            select(t.leads.c.id, t.leads.c.status).where(t.leads.c.id.in_(lead_ids)))
-    }
+    current: dict[str, str] = {}
     statuses: dict[str, list[str]] = {}
-    for row in conn.execute(select(d.c.lead_id, d.c.status).where(d.c.lead_id.in_(lead_ids))):
-        statuses.setdefault(row.lead_id, []).append(row.status)
-    changed = [
-        {"b_id": lid, "b_status": new}
-        for lid, old in current.items()
-        if (new := derive_status(old, statuses.get(lid, []))) != old
-    ]
-    if changed:
-        conn.execute(
-            update(t.leads).where(t.leads.c.id == bindparam("b_id"))
-            .values(status=bindparam("b_status"), updated_at=now),
-            changed,
-        )
+    for lead_id, status, delivery_status in conn.execute(
+            _lead_and_delivery_statuses, {"s_ids": list(lead_ids)}):
+        current[lead_id] = status
+        statuses.setdefault(lead_id, []).append(delivery_status)
+    changed: dict[str, list[str]] = {}
+    for lid, old in current.items():
+        if (new := derive_status(old, statuses[lid])) != old:
+            changed.setdefault(new, []).append(lid)
+    for new, ids in sorted(changed.items()):
+        conn.execute(_set_lead_status, {"s_ids": ids, "s_status": new, "s_now": now})
 
 
 # --- creating, listing and reviving deliveries (process, replay, the admin API, retention,
@@ -255,12 +271,15 @@ class NewDelivery(NamedTuple):
     destination: str
 
 
+_add = insert(d)
+
+
 def add(conn: Connection, new: list[NewDelivery], now: float) -> None:
     """Insert pending deliveries, due now (one executemany); the idempotency key a
     destination sees is ``<lead id>:<destination>``."""
     if not new:
         return
-    conn.execute(insert(d), [
+    conn.execute(_add, [
         dict(id=n.id, lead_id=n.lead_id, destination=n.destination, status="pending",
              idempotency_key=f"{n.lead_id}:{n.destination}", attempts=0, next_attempt_at=now,
              lease_until=0.0, uncertain=False, created_at=now, updated_at=now)
@@ -272,9 +291,13 @@ def destinations_of(conn: Connection, lead_id: str) -> list[str]:
     return list(conn.execute(select(d.c.destination).where(d.c.lead_id == lead_id)).scalars())
 
 
+_destinations_of_leads = select(d.c.lead_id, d.c.destination).where(
+    d.c.lead_id.in_(bindparam("o_ids", expanding=True)))
+
+
 def destinations_of_leads(conn: Connection, lead_ids: list[str]) -> list[StoredRow]:
     """``(lead_id, destination)`` of every delivery of these leads."""
-    return list(conn.execute(select(d.c.lead_id, d.c.destination).where(d.c.lead_id.in_(lead_ids))))
+    return list(conn.execute(_destinations_of_leads, {"o_ids": lead_ids}))
 
 
 def of_leads(conn: Connection, lead_ids: list[str]) -> list[StoredRow]:

@@ -8,18 +8,34 @@ attributes (``row.id``, ``row.data``, ...) unless a docstring says otherwise.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import Connection, bindparam, delete, exists, or_, select, update
 
+from hub.models import Lead
 from hub.store import StoredRow
 from hub.store import tables as t
 from hub.store.dialect import for_update, json_as_text
+from hub.store.statements import PerDialect
 
 ld = t.leads
+
+
+def lead_from_json(text: str) -> Lead:
+    """A ``Lead`` from its stored JSON text: parsed and validated in one pass (pydantic's
+    JSON parser, about a third cheaper than ``json.loads`` and ``model_validate``; the drain
+    does it for every delivery). JSON that parser refuses (a lone surrogate, written before
+    request bodies were cleaned of them, or ``NaN`` in a custom field) is read by
+    ``json.loads`` as before, and ``Lead`` cleans it."""
+    try:
+        return Lead.model_validate_json(text)
+    except ValidationError:
+        return Lead.model_validate(json.loads(text))
 
 
 @dataclass(frozen=True)
@@ -78,29 +94,51 @@ def reopen(conn: Connection, lead_id: str, now: float) -> None:
 # --- the worker's process step (hub/engine/process.py) ---------------------------------
 
 
+#: the columns the process step reads: every one but ``data``, which comes as its JSON text
+#: (``data_text``): the step decodes it once, and compares the text to tell whether an
+#: event changed the lead since it was read (a dict comparison needed a second decode)
+def _claim_columns() -> list[Any]:
+    return [c for c in ld.c if c.name != "data"] + [json_as_text(ld.c.data).label("data_text")]
+
+
+def _build_claim(conn: Connection) -> Any:
+    pick = (
+        select(ld.c.id)
+        .where(ld.c.status == "received", ld.c.lease_until < bindparam("c_now"))
+        .order_by(ld.c.received_at, ld.c.id)
+        .limit(bindparam("c_limit"))
+    )
+    return (
+        update(ld)
+        .where(ld.c.id.in_(for_update(conn, pick, skip_locked=True).scalar_subquery()))
+        .values(lease_until=bindparam("c_until"))
+        .returning(*_claim_columns())
+    )
+
+
+_claim = PerDialect(_build_claim)
 def claim_received(conn: Connection, now: float, limit: int, lease_until: float) -> list[StoredRow]:
     """Lease up to ``limit`` received leads whose lease has run out (oldest first) until
-    ``lease_until``; on PostgreSQL another worker's claimed rows are skipped."""
-    q = (
-        select(ld.c.id)
-        .where(ld.c.status == "received", ld.c.lease_until < now)
-        .order_by(ld.c.received_at, ld.c.id)
-        .limit(limit)
-    )
-    ids = list(conn.execute(for_update(conn, q, skip_locked=True)).scalars())
-    if not ids:
-        return []
-    conn.execute(update(ld).where(ld.c.id.in_(ids)).values(lease_until=lease_until))
-    return list(conn.execute(
-        select(ld).where(ld.c.id.in_(ids)).order_by(ld.c.received_at, ld.c.id)
-    ))
+    ``lease_until``, in one statement; on PostgreSQL another worker's claimed rows are
+    skipped. The rows have every column but ``data``, which is ``data_text`` (its JSON)."""
+    rows = conn.execute(_claim(conn), {"c_now": now, "c_limit": limit, "c_until": lease_until})
+    return sorted(rows, key=lambda r: (r.received_at, r.id))
+
+
+def _build_lock_current(conn: Connection) -> Any:
+    q = select(ld.c.id, ld.c.status, json_as_text(ld.c.data).label("data_text")).where(
+        ld.c.id.in_(bindparam("c_ids", expanding=True)))
+    return for_update(conn, q)
+
+
+_lock_current = PerDialect(_build_lock_current)
 
 
 def lock_current(conn: Connection, lead_ids: list[str]) -> list[StoredRow]:
-    """``id``, ``status`` and ``data`` of these leads as they are now, locked until the
-    transaction ends: nobody writes them between this read and the caller's write."""
-    q = select(ld.c.id, ld.c.status, ld.c.data).where(ld.c.id.in_(lead_ids))
-    return list(conn.execute(for_update(conn, q)))
+    """``id``, ``status`` and ``data_text`` (the JSON as stored) of these leads as they are
+    now, locked until the transaction ends: nobody writes them between this read and the
+    caller's write."""
+    return list(conn.execute(_lock_current(conn), {"c_ids": lead_ids}))
 
 
 @dataclass(frozen=True)
@@ -114,17 +152,19 @@ class RoutedLead:
     assigned_to: str | None
 
 
+_write_routed = update(ld).where(ld.c.id == bindparam("b_id")).values(
+    status=bindparam("b_status"), data=bindparam("b_data"), duplicate_of=bindparam("b_dup"),
+    assigned_to=bindparam("b_assigned"), lease_until=0.0, updated_at=bindparam("b_now"))
+
+
 def write_routed(conn: Connection, leads: list[RoutedLead], now: float) -> None:
     """One executemany for the whole batch."""
     if not leads:
         return
     conn.execute(
-        update(ld).where(ld.c.id == bindparam("b_id")).values(
-            status=bindparam("b_status"), data=bindparam("b_data"),
-            duplicate_of=bindparam("b_dup"), assigned_to=bindparam("b_assigned"),
-            lease_until=0.0, updated_at=now),
+        _write_routed,
         [{"b_id": r.id, "b_status": r.status, "b_data": r.data, "b_dup": r.duplicate_of,
-          "b_assigned": r.assigned_to} for r in leads],
+          "b_assigned": r.assigned_to, "b_now": now} for r in leads],
     )
 
 
@@ -133,9 +173,10 @@ def extend_lease(conn: Connection, lead_id: str, until: float) -> None:
 
 
 def set_enriched(conn: Connection, lead_id: str, data: dict[str, Any]) -> StoredRow:
-    """Store what the source's enrichment filled in; the lead's row as it now is."""
+    """Store what the source's enrichment filled in; the lead's row as it now is, with the
+    columns ``claim_received`` gives (``data_text`` for ``data``)."""
     conn.execute(update(ld).where(ld.c.id == lead_id).values(data=data, needs_enrichment=False))
-    return conn.execute(select(ld).where(ld.c.id == lead_id)).one()
+    return conn.execute(select(*_claim_columns()).where(ld.c.id == lead_id)).one()
 
 
 # --- call and chat events continuing a lead (hub/engine/conversations.py) ----------------------
