@@ -57,9 +57,9 @@ from hub.engine.drain_control import (
     stop_waiting,
     take_spread,
 )
-from hub.engine.ingest import new_id
 from hub.engine.limiter import RateLimiter
 from hub.errors import DestinationPaused, PermanentError, RateLimited, RetryableError
+from hub.ids import new_id
 from hub.runtime import Runtime
 from hub.store.deliveries import (
     AttemptRecord,

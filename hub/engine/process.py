@@ -17,9 +17,9 @@ from typing import Any
 from sqlalchemy import Connection
 
 from hub.capabilities import Capability
-from hub.engine.ingest import new_id
 from hub.engine.routing import RouteDecision, choose_route, weighted_sequence
 from hub.errors import PermanentError, RetryableError
+from hub.ids import new_id
 from hub.models import Lead
 from hub.runtime import Runtime
 from hub.store import contact_keys as contact_store

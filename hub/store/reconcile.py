@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, insert, select, update
 
-from hub.engine.ingest import new_id
+from hub.ids import new_id
 from hub.store import tables as t
 
 if TYPE_CHECKING:  # the report module brings in polars; storing flags does not need it

@@ -7,7 +7,7 @@ import time
 
 from ulid import ULID
 
-from hub.engine.ingest import new_id
+from hub.ids import new_id
 
 
 def test_new_id_is_a_ulid_of_now_and_unique() -> None:
