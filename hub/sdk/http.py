@@ -6,8 +6,8 @@ Each request
 
 1. holds ``context.request_slot()`` from when it leaves until it is answered, so the
    limiter shared by every worker counts it (a destination using the client therefore
-   sets ``counts_own_requests = True``: otherwise the engine holds a slot around the whole
-   ``deliver`` call as well, and each request is counted twice);
+   declares ``Capability.COUNTS_OWN_REQUESTS``: otherwise the engine holds a slot around
+   the whole ``deliver`` call as well, and each request is counted twice);
 2. ends as a response (2xx, or a status the caller ``accept``\\s) or as a ``hub.errors``
    exception the engine acts on (``error_for``, ``transport_error``):
 
