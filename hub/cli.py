@@ -263,7 +263,8 @@ def serve(
         # uvicorn re-raises SIGTERM after its graceful shutdown; make that an exit that runs
         # the cleanup below (stop the worker, the scheduler, the embedded Redis)
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        uvicorn.run(create_app(rt, background_ok), host=host, port=port, **uvicorn_options())
+        uvicorn.run(create_app(rt, background_ok, express=True), host=host, port=port,
+                    **uvicorn_options())
     finally:
         sched.stop()
         sup.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 from collections.abc import AsyncIterator, Callable
@@ -19,6 +20,7 @@ from hub.api.body_limits import BodyLimits
 from hub.api.deps import MetricsAccess
 from hub.api.headers import SecurityHeaders
 from hub.api.state import AppState
+from hub.engine.express import Express
 from hub.engine.health import stalled_queues
 from hub.engine.ingest import IngestBatcher, IngestResult
 from hub.engine.jobs import wake_process
@@ -42,12 +44,17 @@ class HubApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
-def create_app(rt: Runtime, background_ok: Callable[[], str | None] | None = None) -> FastAPI:
+def create_app(rt: Runtime, background_ok: Callable[[], str | None] | None = None,
+               express: bool = False) -> FastAPI:
     """``background_ok`` (from ``leadhub serve``) returns None when the worker and scheduler
-    run, else why not; ``/readyz`` reports it."""
+    run, else why not; ``/readyz`` reports it. ``express`` (``leadhub serve``): while the hub
+    is idle, this process routes and delivers a small committed group itself
+    (``hub/engine/express.py``); otherwise, and always without it, the queue does."""
+    fast = Express(rt) if express else None
 
     def after_commit(results: list[IngestResult]) -> None:
-        if any(r.lead_ids for r in results):
+        leads = sum(len(r.lead_ids) for r in results)
+        if leads and (fast is None or not fast.offer(leads)):
             wake_process(rt)
 
     state = AppState(rt=rt, batcher=IngestBatcher(rt.db, after_commit), background_ok=background_ok)
@@ -66,6 +73,8 @@ def create_app(rt: Runtime, background_ok: Callable[[], str | None] | None = Non
         gc.freeze()
         yield
         await state.batcher.close()
+        if fast is not None:
+            await asyncio.to_thread(fast.close)
         with contextlib.suppress(KeyError):
             REGISTRY.unregister(collector)
 

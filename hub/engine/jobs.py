@@ -12,6 +12,7 @@ import time
 from hub.engine.drain import drain
 from hub.engine.drain_control import breaker_open
 from hub.engine.process import process_received
+from hub.models import Lead
 from hub.plugins import notify
 from hub.queue import PROCESS_QUEUE, RECONCILE_QUEUE, clear_wake, destination_queue, wake
 from hub.runtime import Runtime, current
@@ -54,8 +55,14 @@ def process_job() -> int:
         total += len(done.leads)
         for dest in sorted(done.destinations):
             wake_drain(rt, dest)
-        for lead in done.leads:  # each plugin's exception is logged, never stops routing
-            notify(rt.pm, "leadhub_lead_received", lead=lead, source=lead.source)
+        notify_received(rt, done.leads)
+
+
+def notify_received(rt: Runtime, leads: list[Lead]) -> None:
+    """``leadhub_lead_received`` for routed leads; each plugin's exception is logged, never
+    stops routing."""
+    for lead in leads:
+        notify(rt.pm, "leadhub_lead_received", lead=lead, source=lead.source)
 
 
 def reconcile_job() -> int:
@@ -91,16 +98,18 @@ def drain_job(destination: str) -> int:
     stats = drain(rt, destination, spread=lambda: wake_drain(rt, destination))
     if stats.more:
         wake_drain(rt, destination)
-    if stats.finished and rt.pm.hook.leadhub_delivery_finished.get_hookimpls():
-        _notify_finished(rt, stats.finished)
+    if stats.finished:
+        notify_finished(rt, stats.finished)
     return stats.delivered
 
 
-def _notify_finished(rt: Runtime, finished: list[tuple[str, str, str, str | None, str | None]]) -> None:
+def notify_finished(rt: Runtime, finished: list[tuple[str, str, str, str | None, str | None]]) -> None:
     """``leadhub_delivery_finished`` for a drain's finished deliveries; the leads are read
     in one query, and only when some plugin listens."""
     from hub.engine.leads import get_leads
 
+    if not rt.pm.hook.leadhub_delivery_finished.get_hookimpls():
+        return
     leads = get_leads(rt, list({lead_id for lead_id, *_ in finished}))
     for lead_id, dest, status, ext, err in finished:
         lead = leads.get(lead_id)

@@ -1,0 +1,192 @@
+"""Express delivery: an idle ``leadhub serve`` routes and delivers a lead from the api
+process right after its commit, instead of through two RQ hops.
+
+Measured at a steady 40 leads/s into the ``webhook`` destination (``bench/ingest.py
+--steady``), a lead spent about two thirds of its webhook → receiver time between the
+store and the queue: the wake-up (a Redis marker and an RQ enqueue), the worker picking
+the process job up, a second wake-up and RQ job for the drain, each job with RQ's own
+bookkeeping. Here the api's wake-up hands a small committed group to one thread of its
+own, which runs the same two steps a worker would (``process_received``, then one
+``drain`` of each destination that got work) at once.
+
+Nothing about durability changes: the lead and its raw request were committed before
+the webhook was answered; routing claims the lead with a lease and a delivery is leased
+in the store before its request leaves, exactly as in a worker. An api killed mid-way
+leaves those leases to expire, and the scheduler's sweep wakes a worker for them (with
+a look-up first where the destination has one).
+
+The queue stays the path for everything else. The api takes a group only when the hub
+is idle by its own measure (``ExpressGate``): a small group, a low commit rate, the
+express thread free and within its share of time. Under full load the api never takes
+on this work. A destination whose rate limit is low (amoCRM's 7 requests/s) never goes
+express either: a one-lead request would spend a slot a batch of 50 needs.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from hub.engine.drain import drain
+from hub.engine.drain_control import breaker_open
+from hub.engine.jobs import notify_finished, notify_received, wake_drain, wake_process
+from hub.engine.process import process_received
+from hub.runtime import Runtime
+
+log = logging.getLogger("leadhub.express")
+
+#: most leads a committed group may hold to go express (a webform's lead is one)
+MAX_LEADS = 8
+#: committed leads per second (decaying average) above which the api leaves all to the queue
+MAX_RATE = 100.0
+#: share of a core (CPU time) the express thread may use; beyond it, groups go to the queue
+DUTY = 0.5
+#: how far ahead of its share the express thread may run (CPU seconds)
+SLACK_S = 0.05
+#: a destination limited below this many requests/s is left to the worker's batches
+MIN_DESTINATION_RATE = 50.0
+#: one express drain's budget: the batch it leases, and any that follow right behind
+DRAIN_BUDGET_S = 0.2
+
+
+@dataclass
+class ExpressGate:
+    """Whether the api takes a committed group itself: the hub's load as the api sees it.
+
+    ``rate`` is an exponentially decaying count of committed leads (time constant 1 s),
+    so it reads leads/s; ``debt`` is the express thread's CPU time beyond its ``duty``
+    share (CPU, not wall time: most of a group's time is spent waiting on the store and
+    the receiver, which costs the api's requests nothing).
+    Pure: the caller passes the time, so tests drive it.
+    """
+
+    max_leads: int = MAX_LEADS
+    max_rate: float = MAX_RATE
+    duty: float = DUTY
+    slack_s: float = SLACK_S
+    rate: float = 0.0
+    debt: float = 0.0
+    last: float = -math.inf
+
+    def _decay(self, now: float) -> None:
+        elapsed = max(0.0, now - self.last)
+        if math.isfinite(elapsed):
+            self.rate *= math.exp(-elapsed)
+            self.debt = max(0.0, self.debt - elapsed * self.duty)
+        else:
+            self.rate, self.debt = 0.0, 0.0
+        self.last = now
+
+    def admit(self, leads: int, waiting: int, now: float) -> bool:
+        """Count a committed group of ``leads``; True when the express thread takes it,
+        with ``waiting`` leads handed to it already and not yet taken up."""
+        self._decay(now)
+        self.rate += leads
+        if leads < 1 or waiting + leads > self.max_leads:
+            return False
+        return self.rate <= self.max_rate and self.debt <= self.slack_s
+
+    def done(self, worked_s: float, now: float) -> None:
+        """The express thread finished a group, which took ``worked_s`` of its CPU time."""
+        self._decay(now)
+        self.debt += worked_s
+
+
+def goes_express(rt: Runtime, destination: str) -> bool:
+    """A destination an express drain may send to now: configured, its breaker closed, and
+    no rate limit low enough for a one-lead request to cost a batch its slot (``drain``
+    itself skips a disabled one)."""
+    dest = rt.destination(destination)
+    if dest is None:
+        return False
+    rate = dest.effective_limits().requests_per_second
+    if rate is not None and rate < MIN_DESTINATION_RATE:
+        return False
+    return not breaker_open(rt, destination)
+
+
+def deliver_now(rt: Runtime, leads: int) -> None:
+    """Route up to ``leads`` received leads and drain each destination they go to; where
+    the express path does not deliver, wake the queue as a worker would. Raises nothing:
+    whatever fails is left to a worker (leases expire; the sweep wakes it)."""
+    limit = max(1, leads)
+    try:
+        done = process_received(rt, limit=limit)
+    except Exception:
+        log.exception("express routing failed; the queue takes over")
+        wake_process(rt)
+        return
+    if len(done.leads) >= limit:  # older leads were waiting too: the worker routes the rest
+        wake_process(rt)
+    for dest in sorted(done.destinations):
+        try:
+            if not goes_express(rt, dest):
+                wake_drain(rt, dest)
+                continue
+            stats = drain(rt, dest, budget_s=DRAIN_BUDGET_S, spread=_waker(rt, dest))
+            if stats.more:
+                wake_drain(rt, dest)
+            if stats.finished:
+                notify_finished(rt, stats.finished)
+        except Exception:
+            log.exception("express delivery to %s failed; the queue takes over", dest)
+            wake_drain(rt, dest)
+    notify_received(rt, done.leads)
+
+
+def _waker(rt: Runtime, destination: str) -> Callable[[], bool]:
+    return lambda: wake_drain(rt, destination)
+
+
+class Express:
+    """The api's express thread: takes small committed groups (``offer``) while the hub is idle."""
+
+    def __init__(self, rt: Runtime, gate: ExpressGate | None = None) -> None:
+        self.rt = rt
+        self.gate = gate or ExpressGate()
+        self._cond = threading.Condition()
+        self._waiting = 0  # leads of the groups handed over, not yet taken up
+        self._closing = False
+        self._thread: threading.Thread | None = None
+
+    def offer(self, leads: int) -> bool:
+        """Hand a committed group of ``leads`` leads to the express thread; False when the
+        hub is not idle (or the thread is closing): the caller wakes the queue. Groups that
+        come while the thread works are taken up together when it is done."""
+        with self._cond:
+            if self._closing or not self.gate.admit(leads, self._waiting, time.monotonic()):
+                return False
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="leadhub-express", daemon=True)
+                self._thread.start()
+            self._waiting += leads
+            self._cond.notify()
+            return True
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._waiting and not self._closing:
+                    self._cond.wait()
+                if not self._waiting:
+                    return
+                leads, self._waiting = self._waiting, 0
+            started = time.thread_time()
+            try:
+                deliver_now(self.rt, leads)
+            finally:
+                with self._cond:
+                    self.gate.done(time.thread_time() - started, time.monotonic())
+
+    def close(self, timeout_s: float = 15.0) -> None:
+        """Finish the group in hand (its leases would otherwise wait to expire), then stop."""
+        with self._cond:
+            self._closing = True
+            thread = self._thread
+            self._cond.notify()
+        if thread is not None:
+            thread.join(timeout_s)
