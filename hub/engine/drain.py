@@ -17,11 +17,12 @@ long as the API blocks.
 Several drains of one destination may run at once (in different workers), sharing its
 rate limit: a drain that leased a full batch wakes a helper, up to ``MAX_DRAINS``, so the
 database work of one batch overlaps the rate-limit wait and the HTTP call of another. A
-destination that is not answering gets one drain, and a drain whose whole batch failed
-gives its worker back at once: a destination that times out on every call holds at most
-one worker, for one call at a time. Of the drains that would sleep for the next request
-slot, one does (``become_waiter``); the others give their workers back at once, since
-that one leases whatever is due when the slot comes (helpers for a backlog excepted).
+destination that is not answering gets one drain, and a drain of it whose whole batch
+failed gives its worker back at once: a destination that times out on every call holds
+at most one worker, for one call at a time. One drain sends a healthy destination's
+steady trickle (``become_waiter``, a key it renews every turn); any other gives its
+worker back at once (helpers for a backlog excepted): under ``leadhub serve`` a second
+drain sleeping for its slot beside the first left no worker to route.
 A drain waits for a call only until the next request slot: a call still unanswered then
 stays in the air (``IN_FLIGHT`` at most, in the drain's thread pool) while the drain
 leases and sends the next batch, and is recorded when it ends.
@@ -82,6 +83,9 @@ ORIGINAL_WAIT_S = 2.0  # a duplicate waits this long for its original's delivery
 PREP_S = 0.02  # a first guess of how long leasing and loading a batch takes
 PREP_MAX_S = 0.1  # leased at most this long before the request slot
 HEDGE_MIN_S = 0.05  # a call is waited for at least this long before the next batch is leased
+#: a steady drain that stops coming back for this long (a call in the air past every
+#: slot, a stalled worker) lets another one take over
+STEADY_KEEP_S = 1.0
 IN_FLIGHT = 3  # a drain's calls in the air at once (a hanging one and those sent past it)
 _PREP_S: dict[str, float] = {}  # destination → how long leasing a batch takes (EWMA), this process
 
@@ -139,13 +143,15 @@ def drain(
     if not slot.acquire(most):
         stats.refused = True  # the running drain is told to look again when it ends
         return stats
+    run = Drain(rt, dest, destination, clock, stats, helper=helper, healthy=healthy)
     try:
-        Drain(rt, dest, destination, clock, stats, helper=helper, healthy=healthy).run(
-            budget_s, spread, slot)
+        run.run(budget_s, spread, slot)
     finally:
         try:
             if slot.release():  # a wake-up was refused meanwhile: work may be waiting
                 stats.more = True
+            if run.yielded:  # the steady drain looks again when it ends (it may be ending)
+                slot.ask_again()
         except redis.RedisError:  # the slot expires on its own
             stats.more = True
     return stats
@@ -168,6 +174,7 @@ class Drain:
         self.in_flight = IN_FLIGHT if healthy else 1
         self.flights: list[_Flight] = []
         self.sent_ok = False  # the last call recorded delivered something
+        self.yielded = False  # gave way to the drain sending the steady trickle
         self.limits = dest.effective_limits()
         self.limiter = RateLimiter(rt.redis)
         self.timeout = dest.request_timeout_s
@@ -186,8 +193,20 @@ class Drain:
             try:
                 self.loop(budget_s, spread, slot, pool)
             finally:
+                if not self.helper:  # another drain may take over while these end
+                    stop_waiting(self.rt, self.name, self.token)
                 while self.flights:
                     self.settle(self.flights.pop(0))
+
+    def steady(self, seconds: float) -> bool:
+        """Whether this drain is (still) the one sending the destination's steady trickle,
+        for at least ``seconds`` more; helpers for a backlog always may. One that is not
+        gives its worker back, asking the steady one to look again when it ends (it may be
+        ending right now, with this drain's work not leased)."""
+        if self.helper or become_waiter(self.rt, self.name, self.token, seconds):
+            return True
+        self.yielded = True
+        return False
 
     def loop(
         self, budget_s: float, spread: Callable[[], object] | None, slot: DrainSlot,
@@ -202,6 +221,8 @@ class Drain:
                 self.flights.remove(flight)
                 if not self.settle(flight):
                     return
+            if not self.steady(STEADY_KEEP_S):
+                return  # another drain sends this destination's trickle
             if len(self.flights) >= self.in_flight:
                 wait([f.future for f in self.flights], return_when=FIRST_COMPLETED)
                 continue
@@ -219,12 +240,10 @@ class Drain:
                 pause = max(ready - early, 0.005)
                 if time.monotonic() - started + pause >= budget_s:
                     break
-                if not self.helper and not become_waiter(self.rt, self.name, self.token, pause):
-                    return  # another drain waits for that slot and takes what is due then
+                if not self.steady(pause + STEADY_KEEP_S):
+                    return
                 time.sleep(pause)
                 continue
-            if not self.helper:
-                stop_waiting(self.rt, self.name, self.token)
             first = False
             leasing = time.monotonic()
             now = self.clock()
@@ -420,7 +439,10 @@ class Drain:
         if any(o.error is None for o in outcomes):
             note_success(self.rt, self.name)
             return True
-        if note_failure(self.rt, self.name) >= BREAKER_AFTER and not answered_before:
+        if answered_before:  # flaky, not down: its quick tries come in a few slots
+            note_failure(self.rt, self.name)
+            return True
+        if note_failure(self.rt, self.name) >= BREAKER_AFTER:
             open_breaker(self.rt, self.name)  # down as a whole, not flaky
         else:
             self.stats.more = True  # give the worker back; the next drain tries again
