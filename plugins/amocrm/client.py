@@ -48,6 +48,7 @@ from hub.sdk import (
     RetryableError,
     parse_retry_after,
 )
+from plugins.amocrm.lookup_timeout import LookupTimeout
 from plugins.amocrm.state_file import StateFile
 
 log = logging.getLogger(__name__)
@@ -120,30 +121,55 @@ class AmoClient:
         self._expires_at = 0.0
         self._refresh_token = oauth.refresh_token if oauth is not None else ""
         self._lock = threading.Lock()
+        self._lookups = LookupTimeout(timeout_s)
 
     def close(self) -> None:
         self._http.close()
 
     def request(
         self, method: str, path: str, *, params: dict[str, Any] | None = None,
-        json_body: Any = None,
+        json_body: Any = None, timeout: float | None = None,
     ) -> Any:
         token = self._bearer()
-        response = self._send(method, path, token, params, json_body)
+        response = self._send(method, path, token, params, json_body, timeout)
         if response.status_code == 401 and self._oauth is not None:
             # An access token can be revoked before it expires: rotate once and resend
             # (a 401 means the request was not processed, so resending is safe).
-            response = self._send(method, path, self._rotate(rejected=token), params, json_body)
+            response = self._send(method, path, self._rotate(rejected=token), params,
+                                  json_body, timeout)
         return self._result(method, path, response)
+
+    def find(self, path: str, params: dict[str, Any]) -> Any:
+        """A ``GET`` that looks for what an uncertain attempt made, under the look-up
+        timeout (``lookup_timeout``): given up sooner than a write, since it changes
+        nothing."""
+        limit = self._lookups.current()
+        try:
+            answer, took = self._timed(path, params, limit)
+        except RetryableError as exc:
+            if isinstance(exc.__cause__, httpx.TimeoutException):
+                self._lookups.ran_out()
+            raise
+        self._lookups.answered(took)
+        return answer
+
+    def _timed(self, path: str, params: dict[str, Any], timeout: float) -> tuple[Any, float]:
+        token = self._bearer()
+        response = self._send("GET", path, token, params, None, timeout)
+        if response.status_code == 401 and self._oauth is not None:
+            response = self._send("GET", path, self._rotate(rejected=token), params, None, timeout)
+        return self._result("GET", path, response), response.elapsed.total_seconds()
 
     # ------------------------------------------------------------ transport
 
     def _send(
         self, method: str, path: str, token: str, params: dict[str, Any] | None, body: Any,
+        timeout: float | None = None,
     ) -> httpx.Response:
         # a 401 comes back (not raised) so ``request`` can rotate the token and resend
         return self._http.request(method, path, params=params, json=body, accept=(401,),
-                                  headers={"Authorization": f"Bearer {token}"})
+                                  headers={"Authorization": f"Bearer {token}"},
+                                  timeout=timeout)
 
     def _result(self, method: str, path: str, response: httpx.Response) -> Any:
         error = self._http.error_for(response)  # amo_error, then the standard mapping

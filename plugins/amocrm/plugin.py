@@ -6,7 +6,8 @@ Requests per ``deliver`` call (at most 2):
   repeats) or new leads with a comment (message, page, messengers, call…) and no
   ``comment_field_id`` to hold it.
 ``lookup`` costs one ``GET``, and ``lookup_many`` one per interrupted batch, when
-amoCRM's ``query`` works. OAuth adds ``POST /oauth2/access_token`` once a day and a resend
+amoCRM's ``query`` works; a look-up is given up sooner than a write
+(``lookup_timeout``: it changes nothing). OAuth adds ``POST /oauth2/access_token`` once a day and a resend
 after a 401; the first use adds finding (or creating) the marker fields (``fields``). Every
 request takes a slot from the hub's shared limiter first (``counts_own_requests``), so
 however a call is made up, amoCRM sees at most 7 requests/s.
@@ -329,8 +330,8 @@ class AmoCRMDestination(Destination[AmoCRMConfig]):
         if original:
             if not original.isdigit():
                 return None
-            answer = client.request("GET", f"/api/v4/leads/{original}/notes",
-                                    params={"filter[note_type]": "common", "limit": 250})
+            answer = client.find(f"/api/v4/leads/{original}/notes",
+                                 {"filter[note_type]": "common", "limit": 250})
             notes = _embedded(answer, "notes")
             found = any(mark in str((n.get("params") or {}).get("text", "")) for n in notes)
             return original if found else None
@@ -369,7 +370,7 @@ class AmoCRMDestination(Destination[AmoCRMConfig]):
         client = self.client()
         if self._usable("query"):
             try:
-                answer = client.request("GET", LEADS, params={"query": mark, "limit": 250})
+                answer = client.find(LEADS, {"query": mark, "limit": 250})
             except AmoValidationError as exc:
                 self._refuse("query", f"rejected: {exc}")
             else:
@@ -385,7 +386,7 @@ class AmoCRMDestination(Destination[AmoCRMConfig]):
             params: dict[str, Any] = {f"filter[custom_fields_values][{field_id}][0]": mark,
                                       "order[created_at]": "desc", "limit": 250}
             try:
-                answer = client.request("GET", LEADS, params=params)
+                answer = client.find(LEADS, params)
             except AmoValidationError as exc:
                 self._refuse("filter", f"rejected: {exc}")
             else:
@@ -399,8 +400,7 @@ class AmoCRMDestination(Destination[AmoCRMConfig]):
                     return matches
                 first_page = 2
         for page in range(first_page, SCAN_PAGES + 1):
-            answer = client.request("GET", LEADS, params={
-                "order[created_at]": "desc", "limit": 250, "page": page})
+            answer = client.find(LEADS, {"order[created_at]": "desc", "limit": 250, "page": page})
             matches += [lead for lead in _leads(answer) if _carries(lead, mark)]
             if not _has_next(answer):
                 break
