@@ -113,14 +113,17 @@ def deliver_now(rt: Runtime, leads: int) -> None:
     """Route up to ``leads`` received leads and drain each destination they go to; where
     the express path does not deliver, wake the queue as a worker would. Raises nothing:
     whatever fails is left to a worker (leases expire; the sweep wakes it)."""
-    limit = max(1, leads)
+    # One more than handed over: a full claim means older leads wait too (routed oldest
+    # first), and the worker routes the rest. A claim of exactly ``leads`` woke a process
+    # job for every express lead (measured: 1.3 ms of its time, and a job for nothing).
+    limit = max(1, leads) + 1
     try:
         done = process_received(rt, limit=limit)
     except Exception:
         log.exception("express routing failed; the queue takes over")
         wake_process(rt)
         return
-    if len(done.leads) >= limit:  # older leads were waiting too: the worker routes the rest
+    if len(done.leads) >= limit:
         wake_process(rt)
     for dest in sorted(done.destinations):
         try:
