@@ -198,6 +198,14 @@ class Drain:
                 while self.flights:
                     self.settle(self.flights.pop(0))
 
+    def limit(self, budget_s: float) -> float:
+        """How long the drain may run: its budget, or while calls of its are in the air, up
+        to one request timeout more. It must wait for them before it ends anyway; ending at
+        once let another drain take over the steady trickle while this one sat out its
+        calls, and under ``leadhub serve`` that was both workers, with routing waiting up to
+        3 s (webhook → deal, 20 % faults: route p99 2.8 s)."""
+        return budget_s + (self.timeout if self.flights else 0.0)
+
     def steady(self, seconds: float) -> bool:
         """Whether this drain is (still) the one sending the destination's steady trickle,
         for at least ``seconds`` more; helpers for a backlog always may. One that is not
@@ -216,7 +224,7 @@ class Drain:
         first = True
         rate, burst = self.limits.requests_per_second, self.limits.burst
         hedge = max(1 / rate, HEDGE_MIN_S) if rate and math.isfinite(rate) else self.timeout
-        while time.monotonic() - started < budget_s:
+        while time.monotonic() - started < self.limit(budget_s):
             for flight in [f for f in self.flights if f.future.done()]:
                 self.flights.remove(flight)
                 if not self.settle(flight):
@@ -238,7 +246,7 @@ class Drain:
             early = _PREP_S.get(self.name, PREP_S) if self.backlog else 0.0
             if ready > early or not self.limiter.claim_turn(self.name, rate, burst):
                 pause = max(ready - early, 0.005)
-                if time.monotonic() - started + pause >= budget_s:
+                if time.monotonic() - started + pause >= self.limit(budget_s):
                     break
                 if not self.steady(pause + STEADY_KEEP_S):
                     return
@@ -252,7 +260,10 @@ class Drain:
                 rows = lease_batch(conn, self.name, self.limits.batch_size, now,
                                    self.timeout * 2 + 10, attempt)
             if not rows:
-                return
+                if not self.flights:
+                    return
+                wait([f.future for f in self.flights], timeout=hedge, return_when=FIRST_COMPLETED)
+                continue  # it waits for them anyway: meanwhile, whatever comes is sent
             self.backlog = len(rows) >= self.limits.batch_size
             with self.rt.reader.connect() as conn:
                 items = load_items(conn, rows, attempt)

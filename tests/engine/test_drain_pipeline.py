@@ -4,6 +4,8 @@ the fake amoCRM on loopback (a request held, then its connection dropped)."""
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -56,3 +58,30 @@ def test_a_hanging_call_does_not_hold_back_the_next_batch(rt: Runtime, amo: Fake
     assert [d.status for d in after] == ["delivered"], "sent while the first call hung"
     assert stats.delivered == 1 and stats.failed == 50
     assert len(amo.leads) == 2  # the first lead's deal and the 51st's; the hung call made none
+
+
+def test_a_drain_past_its_budget_with_a_call_in_the_air_still_sends_what_comes(
+    rt: Runtime, amo: FakeAmoCRM,
+) -> None:
+    """It waits for that call anyway; meanwhile it sends (another drain taking over the
+    trickle would hold a second worker)."""
+    route(rt, 0, 1)
+    assert drain(rt, DEST).delivered == 1
+    route(rt, 1, 1)
+    amo.faults(1.0, ("timeout",), after_ratio=0.0, hang_s=2.0, paths=(COMPLEX,))
+    amo.clear_records()
+
+    def later_lead() -> None:
+        while not amo.requests:  # the first call is in the air
+            time.sleep(0.01)
+        amo.no_faults()
+        time.sleep(0.5)  # past the drain's budget
+        route(rt, 2, 1)
+
+    th = threading.Thread(target=later_lead)
+    th.start()
+    stats = drain(rt, DEST, budget_s=0.2)
+    th.join()
+    assert [bool(r.fault) for r in amo.requests if r.path == COMPLEX] == [True, False]
+    assert stats.delivered == 1 and stats.failed == 1
+    assert [d.status for d in deliveries(rt)] == ["delivered", "failed", "delivered"]
