@@ -86,6 +86,7 @@ HEDGE_MIN_S = 0.05  # a call is waited for at least this long before the next ba
 #: a steady drain that stops coming back for this long (a call in the air past every
 #: slot, a stalled worker) lets another one take over
 STEADY_KEEP_S = 1.0
+STEADY_MOST_S = 3.0  # the role is renewed for at most this long at a time (a long hold, a killed drain)
 IN_FLIGHT = 3  # a drain's calls in the air at once (a hanging one and those sent past it)
 _PREP_S: dict[str, float] = {}  # destination → how long leasing a batch takes (EWMA), this process
 
@@ -211,7 +212,8 @@ class Drain:
         for at least ``seconds`` more; helpers for a backlog always may. One that is not
         gives its worker back, asking the steady one to look again when it ends (it may be
         ending right now, with this drain's work not leased)."""
-        if self.helper or become_waiter(self.rt, self.name, self.token, seconds):
+        held = min(seconds, STEADY_MOST_S)  # a killed drain's role outlives it this long at most
+        if self.helper or become_waiter(self.rt, self.name, self.token, held):
             return True
         self.yielded = True
         return False
@@ -250,7 +252,7 @@ class Drain:
                     break
                 if not self.steady(pause + STEADY_KEEP_S):
                     return
-                time.sleep(pause)
+                time.sleep(min(pause, STEADY_MOST_S))
                 continue
             first = False
             leasing = time.monotonic()
