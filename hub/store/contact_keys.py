@@ -9,6 +9,7 @@ from sqlalchemy import Connection, bindparam, insert, select
 
 from hub.store import StoredRow
 from hub.store import tables as t
+from hub.store.statements import Many
 
 ck, ld = t.contact_keys, t.leads
 
@@ -45,10 +46,10 @@ def latest_assigned(conn: Connection, keys: list[str], other_than: str) -> Store
     ).first()
 
 
-_add = insert(ck)
+_add = Many(insert(ck))
 
 
 def add(conn: Connection, keys: list[ContactKey]) -> None:
     """One executemany."""
     if keys:
-        conn.execute(_add, [k._asdict() for k in keys])
+        _add(conn, [k._asdict() for k in keys])

@@ -23,7 +23,7 @@ from hub.store import StoredRow
 from hub.store import tables as t
 from hub.store.dialect import for_update, json_as_text
 from hub.store.leads import lead_from_json
-from hub.store.statements import PerDialect
+from hub.store.statements import Many, PerDialect
 
 log = logging.getLogger("leadhub.drain")
 d = t.deliveries
@@ -199,12 +199,9 @@ def record_attempt(engine: Engine, record: AttemptRecord, attempt: str, now: flo
         failed = [r for r in record.failed if r["b_id"] in ours]
         deferred = [{"b_id": i, "b_next": at, "b_uncertain": unsure}
                     for i, (at, unsure) in record.deferred.items() if i in ours]
-        if delivered:
-            conn.execute(_delivered, [{**r, "b_now": now} for r in delivered])
-        if failed:
-            conn.execute(_failed, [{**r, "b_now": now} for r in failed])
-        if deferred:
-            conn.execute(_deferred, [{**r, "b_now": now} for r in deferred])
+        _delivered(conn, [{**r, "b_now": now} for r in delivered])
+        _failed(conn, [{**r, "b_now": now} for r in failed])
+        _deferred(conn, [{**r, "b_now": now} for r in deferred])
         if delivered or failed:
             _refresh_statuses(conn, record.lead_ids, now)
     return ours
@@ -217,20 +214,20 @@ def _build_held(conn: Connection) -> Any:
 
 
 _held = PerDialect(_build_held)
-_delivered = update(d).where(d.c.id == bindparam("b_id")).values(
+_delivered = Many(update(d).where(d.c.id == bindparam("b_id")).values(
     status="delivered", external_id=bindparam("b_ext"), uncertain=False, last_error=None,
     delivered_at=bindparam("b_now"), attempts=bindparam("b_attempts"),
-    first_attempt_at=bindparam("b_first"), lease_until=0.0, updated_at=bindparam("b_now"))
-_failed = update(d).where(d.c.id == bindparam("b_id")).values(
+    first_attempt_at=bindparam("b_first"), lease_until=0.0, updated_at=bindparam("b_now")))
+_failed = Many(update(d).where(d.c.id == bindparam("b_id")).values(
     status=bindparam("b_status"), next_attempt_at=bindparam("b_next"),
     uncertain=bindparam("b_uncertain"), last_error=bindparam("b_error"),
     attempts=bindparam("b_attempts"), first_attempt_at=bindparam("b_first"), lease_until=0.0,
-    updated_at=bindparam("b_now"))
+    updated_at=bindparam("b_now")))
 #: Not an attempt: the previous attempt stays the one to look for, so a deferred uncertain
 #: item (a lease that ran out included) still starts with a look-up.
-_deferred = update(d).where(d.c.id == bindparam("b_id")).values(
+_deferred = Many(update(d).where(d.c.id == bindparam("b_id")).values(
     lease_until=0.0, next_attempt_at=bindparam("b_next"), updated_at=bindparam("b_now"),
-    uncertain=bindparam("b_uncertain"))
+    uncertain=bindparam("b_uncertain")))
 _lead_and_delivery_statuses = (
     select(t.leads.c.id, t.leads.c.status, d.c.status.label("delivery_status"))
     .join(d, d.c.lead_id == t.leads.c.id)
@@ -271,7 +268,7 @@ class NewDelivery(NamedTuple):
     destination: str
 
 
-_add = insert(d)
+_add = Many(insert(d))
 
 
 def add(conn: Connection, new: list[NewDelivery], now: float) -> None:
@@ -279,7 +276,7 @@ def add(conn: Connection, new: list[NewDelivery], now: float) -> None:
     destination sees is ``<lead id>:<destination>``."""
     if not new:
         return
-    conn.execute(_add, [
+    _add(conn, [
         dict(id=n.id, lead_id=n.lead_id, destination=n.destination, status="pending",
              idempotency_key=f"{n.lead_id}:{n.destination}", attempts=0, next_attempt_at=now,
              lease_until=0.0, uncertain=False, created_at=now, updated_at=now)

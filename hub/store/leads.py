@@ -21,7 +21,7 @@ from hub.models import Lead
 from hub.store import StoredRow
 from hub.store import tables as t
 from hub.store.dialect import for_update, json_as_text
-from hub.store.statements import PerDialect
+from hub.store.statements import Many, PerDialect
 
 ld = t.leads
 
@@ -152,17 +152,17 @@ class RoutedLead:
     assigned_to: str | None
 
 
-_write_routed = update(ld).where(ld.c.id == bindparam("b_id")).values(
+_write_routed = Many(update(ld).where(ld.c.id == bindparam("b_id")).values(
     status=bindparam("b_status"), data=bindparam("b_data"), duplicate_of=bindparam("b_dup"),
-    assigned_to=bindparam("b_assigned"), lease_until=0.0, updated_at=bindparam("b_now"))
+    assigned_to=bindparam("b_assigned"), lease_until=0.0, updated_at=bindparam("b_now")))
 
 
 def write_routed(conn: Connection, leads: list[RoutedLead], now: float) -> None:
     """One executemany for the whole batch."""
     if not leads:
         return
-    conn.execute(
-        _write_routed,
+    _write_routed(
+        conn,
         [{"b_id": r.id, "b_status": r.status, "b_data": r.data, "b_dup": r.duplicate_of,
           "b_assigned": r.assigned_to, "b_now": now} for r in leads],
     )
