@@ -181,6 +181,8 @@ class Express:
             started = time.thread_time()
             try:
                 deliver_now(self.rt, leads)
+            except Exception:  # a plugin's hook: the thread must live on (the sweep repairs)
+                log.exception("express delivery failed")
             finally:
                 with self._cond:
                     self.gate.done(time.thread_time() - started, time.monotonic())
