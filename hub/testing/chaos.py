@@ -128,8 +128,12 @@ def run_chaos(
     seed: int = 7,
     drain_timeout_s: float = 600.0,
     faults_through_drain: bool = True,
+    min_worker_kills: int = 0,
     log: Any = print,
 ) -> ChaosReport:
+    """``min_worker_kills``: workers go on being killed (every ``kill_every_s``) after the
+    posting ends until that many were, so a run whose posting went faster than the kill
+    schedule still kills as many (the kills then hit the delivery instead)."""
     rng = random.Random(seed)
     report = ChaosReport(posted=leads)
     with FakeAmoCRM(token=TOKEN) as amo:
@@ -146,7 +150,8 @@ def run_chaos(
             api_at, redis_at = posting_s / 3, posting_s * 2 / 3
             api_done = redis_done = False
             next_kill = t0 + kill_every_s
-            while any(th.is_alive() for th in threads):
+            while (any(th.is_alive() for th in threads)
+                   or report.worker_kills < min_worker_kills):
                 now = time.monotonic()
                 if now >= next_kill:
                     hub.restart_worker(rng.randrange(len(hub.workers)))
@@ -166,7 +171,8 @@ def run_chaos(
                     redis_done = True
                     log(f"redis restarted at {now - t0:.1f}s")
                 time.sleep(0.1)
-            log(f"posted {len(poster.accepted)} leads in {time.monotonic() - t0:.1f}s "
+            log(f"posted {len(poster.accepted)} leads (and killed {report.worker_kills} workers) "
+                f"in {time.monotonic() - t0:.1f}s "
                 f"({poster.retries} client retries)")
             report.accepted = len(poster.accepted)
             report.client_retries = poster.retries
