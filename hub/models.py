@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 from pydantic_core import PydanticSerializationError
 
 from hub.bodies import clean_text, clean_value
@@ -107,7 +107,7 @@ class Lead(_Model):
     deliveries: list[Delivery] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _no_lone_surrogates(self) -> Lead:
+    def _no_lone_surrogates(self, info: ValidationInfo) -> Lead:
         """Every string of a lead can be encoded as UTF-8: a lone surrogate becomes U+FFFD.
 
         Request bodies are decoded without them (``hub/bodies.py``), but a store may hold
@@ -116,16 +116,31 @@ class Lead(_Model):
         (``UnicodeEncodeError``). Built or loaded, a ``Lead`` is clean, so the admin API,
         the JSONL file, webhooks and CRMs all serialize it. The check is one
         ``model_dump_json`` (a few µs); only a lead that fails it is walked and fixed.
+        Skipped for JSON text pydantic's own parser read (``from_json``): it refuses a
+        lone surrogate, so what it accepts is clean already.
         """
+        if info.context is _PARSED_JSON:
+            return self
         try:
             self.model_dump_json()
         except PydanticSerializationError:
             _clean_model(self)
         return self
 
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Lead:
+        """A lead from JSON text (a stored lead), parsed and validated in one pass; raises
+        ``ValidationError`` for text pydantic's parser refuses (a lone surrogate escape,
+        ``NaN``): read that with ``json.loads`` and ``model_validate``, which clean it."""
+        return cls.model_validate_json(text, context=_PARSED_JSON)
+
     def to_json_dict(self) -> dict[str, Any]:
         """The contract's JSON shape (aliases such as ``call.from`` applied)."""
         return self.model_dump(mode="json", by_alias=True)
+
+
+#: The validation context of ``Lead.from_json`` (compared by identity).
+_PARSED_JSON: dict[str, Any] = {"parsed_json": True}
 
 
 def _clean_model(model: BaseModel) -> None:

@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -89,6 +91,30 @@ STEADY_KEEP_S = 1.0
 STEADY_MOST_S = 3.0  # the role is renewed for at most this long at a time (a long hold, a killed drain)
 IN_FLIGHT = 3  # a drain's calls in the air at once (a hanging one and those sent past it)
 _PREP_S: dict[str, float] = {}  # destination → how long leasing a batch takes (EWMA), this process
+_POOLS: dict[str, ThreadPoolExecutor] = {}  # destination → the threads its calls run on, this process
+_POOLS_LOCK = threading.Lock()
+
+
+def _calls_pool(destination: str) -> ThreadPoolExecutor:
+    """The threads a destination's calls run on in this process, kept between drains: a
+    pool per drain job started a thread for every job, about a tenth of a worker's CPU
+    under load (``leadhub serve``, the file destination). At most ``IN_FLIGHT`` calls;
+    each drain keeps to its own limit of calls in the air."""
+    with _POOLS_LOCK:
+        pool = _POOLS.get(destination)
+        if pool is None:
+            pool = _POOLS[destination] = ThreadPoolExecutor(IN_FLIGHT, f"drain-{destination}")
+        return pool
+
+
+def _forget_pools() -> None:
+    """In a forked child: the parent's pool threads do not exist there."""
+    global _POOLS_LOCK
+    _POOLS.clear()
+    _POOLS_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pools)
 
 
 @dataclass
@@ -193,14 +219,13 @@ class Drain:
     def run(self, budget_s: float, spread: Callable[[], object] | None, slot: DrainSlot) -> None:
         """Batches until none is due, the budget is spent or the destination says stop.
         Calls still in the air when it ends are waited for and recorded."""
-        with ThreadPoolExecutor(self.in_flight, f"drain-{self.name}") as pool:
-            try:
-                self.loop(budget_s, spread, slot, pool)
-            finally:
-                if not self.helper:  # another drain may take over while these end
-                    stop_waiting(self.rt, self.name, self.token)
-                while self.flights:
-                    self.settle(self.flights.pop(0))
+        try:
+            self.loop(budget_s, spread, slot, _calls_pool(self.name))
+        finally:
+            if not self.helper:  # another drain may take over while these end
+                stop_waiting(self.rt, self.name, self.token)
+            while self.flights:
+                self.settle(self.flights.pop(0))
 
     def limit(self, budget_s: float) -> float:
         """How long the drain may run: its budget, or while calls of its are in the air, up

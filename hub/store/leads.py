@@ -33,7 +33,7 @@ def lead_from_json(text: str) -> Lead:
     request bodies were cleaned of them, or ``NaN`` in a custom field) is read by
     ``json.loads`` as before, and ``Lead`` cleans it."""
     try:
-        return Lead.model_validate_json(text)
+        return Lead.from_json(text)
     except ValidationError:
         return Lead.model_validate(json.loads(text))
 
