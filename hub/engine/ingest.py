@@ -30,8 +30,7 @@ from hub.ids import new_id
 from hub.models import Lead
 from hub.normalize import normalize_lead, normalize_phone
 from hub.redaction import redact_body
-from hub.store import accepted
-from hub.store.accepted import JsonText
+from hub.store import JsonText, accepted
 from hub.store.db import background_checkpoints, checkpoint
 
 #: Headers of any provider worth keeping with the raw request (types, ids, the Standard

@@ -12,7 +12,6 @@ work, and the group commit is the one serial step of the api.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterator
 from functools import lru_cache
@@ -21,18 +20,13 @@ from typing import Any
 
 from sqlalchemy import JSON, Connection, Table, bindparam, exists, insert, or_, select, update
 
-from hub.store import StoredRow
+from hub.store import StoredRow, encode_json
 from hub.store import tables as t
 from hub.store.dialect import is_sqlite
 
 ek, ie, q, ld = t.event_keys, t.inbound_events, t.quarantine, t.leads
 
 _IN_CHUNK = 500  # event keys per SELECT ... IN (...): far below every driver's bind limit
-
-
-class JsonText(str):
-    """A JSON column's value already encoded (a lead is encoded straight from its model,
-    about a fifth of the cost of a dict then ``json.dumps``); written as it is."""
 
 
 def seen_keys(conn: Connection, source: str, keys: list[str]) -> Iterator[tuple[str, str | None, float]]:
@@ -138,22 +132,18 @@ def _insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
     raw = _sqlite_driver(conn)
-    columns = tuple(rows[0])
-    encoded = _json_columns(table, columns)
-    if raw is None:  # SQLAlchemy encodes JSON columns itself: hand it the values
-        conn.execute(insert(table), [
-            {**row, **{c: json.loads(row[c]) for c in encoded if isinstance(row[c], JsonText)}}
-            for row in rows])
+    if raw is None:  # SQLAlchemy encodes JSON columns (JsonText as it is: encode_json)
+        conn.execute(insert(table), rows)
         return
-    at = [columns.index(c) for c in encoded]
+    columns = tuple(rows[0])
+    at = [columns.index(c) for c in _json_columns(table, columns)]
     values_of = itemgetter(*columns)  # C-level; one column would give a value, not a tuple
     single = len(columns) == 1
     params = []
     for row in rows:
         values = [values_of(row)] if single else list(values_of(row))
         for i in at:
-            if not isinstance(values[i], JsonText):
-                values[i] = json.dumps(values[i])
+            values[i] = encode_json(values[i])
         params.append(values)
     raw.executemany(_insert_sql(table.name, columns), params)
 

@@ -14,6 +14,7 @@ from alembic.config import Config as AlembicConfig
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.pool import NullPool
 
+from hub.store import encode_json
 from hub.store.dialect import is_postgresql, is_sqlite
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -232,6 +233,7 @@ def make_engine(url: str) -> Engine:
             url,
             poolclass=NullPool if path == ":memory:" else None,
             connect_args={"check_same_thread": False, "timeout": 30, "isolation_level": None},
+            json_serializer=encode_json,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
@@ -240,7 +242,8 @@ def make_engine(url: str) -> Engine:
             engine.dialect.leadhub_gate = gate  # type: ignore[attr-defined]
             _gate_engine(engine, gate)
         return engine
-    return create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    return create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True,
+                         json_serializer=encode_json)
 
 
 def migrate(engine: Engine) -> None:
