@@ -144,21 +144,15 @@ class AmoClient:
         timeout (``lookup_timeout``): given up sooner than a write, since it changes
         nothing."""
         limit = self._lookups.current()
+        started = time.monotonic()
         try:
-            answer, took = self._timed(path, params, limit)
+            answer = self.request("GET", path, params=params, timeout=limit)
         except RetryableError as exc:
             if isinstance(exc.__cause__, httpx.TimeoutException):
                 self._lookups.ran_out()
             raise
-        self._lookups.answered(took)
+        self._lookups.answered(time.monotonic() - started)
         return answer
-
-    def _timed(self, path: str, params: dict[str, Any], timeout: float) -> tuple[Any, float]:
-        token = self._bearer()
-        response = self._send("GET", path, token, params, None, timeout)
-        if response.status_code == 401 and self._oauth is not None:
-            response = self._send("GET", path, self._rotate(rejected=token), params, None, timeout)
-        return self._result("GET", path, response), response.elapsed.total_seconds()
 
     # ------------------------------------------------------------ transport
 
