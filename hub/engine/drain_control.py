@@ -142,14 +142,19 @@ def become_waiter(rt: Runtime, destination: str, token: str, seconds: float) -> 
     turns, and under ``leadhub serve`` (two workers) routing then waited for a worker
     (webhook → deal p50 196 ms there against 109 ms with four workers)."""
     ms = max(1, int(seconds * 1000) + 50)
-    key = waiter_key(destination)
-    if rt.redis.set(key, token, px=ms, nx=True):
-        return True
-    if rt.redis.get(key) == token.encode():  # this drain's own, still waiting
-        rt.redis.pexpire(key, ms)
-        return True
-    return False
+    claimed = rt.redis.register_script(_BECOME_WAITER)(keys=[waiter_key(destination)],
+                                                       args=[token, ms])
+    return bool(claimed)
 
+
+# Taken when free, renewed when this drain's own: one atomic step (a GET then a PEXPIRE
+# could renew a role that had just passed to another drain)
+_BECOME_WAITER = """
+local holder = redis.call('GET', KEYS[1])
+if not holder then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
+if holder == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
+return 0
+"""
 
 _STOP_WAITING = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
