@@ -60,7 +60,7 @@ from hub.engine.drain_control import (
     stop_waiting,
     take_spread,
 )
-from hub.engine.limiter import RateLimiter
+from hub.engine.limiter import RateLimiter, waiting_for_slot
 from hub.errors import DestinationPaused, PermanentError, RateLimited, RetryableError
 from hub.ids import new_id
 from hub.runtime import Runtime
@@ -267,6 +267,11 @@ class Drain:
             # the job looked before it started; later, another drain may have opened it
             if not first and breaker_open(self.rt, self.name):
                 return
+            if self.flights and waiting_for_slot(self.name):
+                # a call in the air still waits for rate slots (one request per lead): a
+                # further batch would only queue behind it, past its time
+                wait([f.future for f in self.flights], timeout=hedge, return_when=FIRST_COMPLETED)
+                continue
             # Lease right before the request may leave: items leased early would wait out
             # the rate limit (and other drains' turns) already taken from the queue. With a
             # backlog, lease as long before the slot as leasing takes: the request then

@@ -30,8 +30,11 @@ died (a killed worker) frees itself like an unanswered request.
 from __future__ import annotations
 
 import math
+import os
+import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
@@ -128,6 +131,28 @@ HOLD_FRESH_S = 0.05
 #: Spaced, a batch leaves every 1/rate; the log still guarantees the limit.
 SPACING = 0.97
 
+_WAITING: Counter[str] = Counter()  # key → requests of this process waiting for a slot
+_WAITING_LOCK = threading.Lock()
+
+
+def waiting_for_slot(key: str) -> int:
+    """How many requests to ``key`` in this process are waiting for a rate slot now. A
+    drain leases no further batch while one is: a plugin that sends one request per lead
+    (the webhook, 5 req/s, batches of 2) got a batch leased on every free slot, three
+    batches in the air asked for twice the rate, and the last of them ran out of time
+    unsent (the webhook kit's limit check failed one run in three)."""
+    return _WAITING[key]
+
+
+def _forget_waiting() -> None:
+    """In a forked child: the parent's waiting threads do not exist there."""
+    global _WAITING_LOCK
+    _WAITING.clear()
+    _WAITING_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_waiting)
+
 
 def window_of(rate_per_s: float, burst: int = 1) -> tuple[int, float]:
     """``(limit, window seconds)``: at most ``limit`` requests per window, which is one
@@ -185,8 +210,18 @@ class RateLimiter:
     def begin(self, key: str, rate_per_s: float | None, burst: int = 1) -> str:
         """Block until one request to ``key`` may leave; the token to ``end`` it with."""
         token = uuid.uuid4().hex
-        while (wait := self.try_begin(key, rate_per_s, token, burst)) > 0:
-            time.sleep(wait)
+        wait = self.try_begin(key, rate_per_s, token, burst)
+        if wait <= 0:
+            return token
+        with _WAITING_LOCK:
+            _WAITING[key] += 1
+        try:
+            while wait > 0:
+                time.sleep(wait)
+                wait = self.try_begin(key, rate_per_s, token, burst)
+        finally:
+            with _WAITING_LOCK:
+                _WAITING[key] -= 1
         return token
 
     def end(self, key: str, token: str) -> None:

@@ -9,7 +9,7 @@ import time
 
 import redis
 
-from hub.engine.limiter import RateLimiter, window_of
+from hub.engine.limiter import RateLimiter, waiting_for_slot, window_of
 
 
 def test_requests_are_spaced_at_the_rate(redis_url: str) -> None:
@@ -91,3 +91,20 @@ def test_a_hold_stops_everyone_and_no_fixed_rate_waits_for_nothing_else(redis_ur
     limiter.penalize("hook", 0.5)
     assert 0.4 < limiter.try_begin("hook", None, "late") <= 0.5
     assert limiter.try_begin("other", None, "y") == 0  # other keys are not held
+
+
+def test_a_request_waiting_for_its_slot_is_counted_until_it_leaves(redis_url: str) -> None:
+    """The drain leases no further batch while a request of this process waits for a slot
+    (``waiting_for_slot``): it would only queue behind it."""
+    limiter = RateLimiter(redis.Redis.from_url(redis_url))
+    assert limiter.try_begin("hook", 2, "first") == 0  # the next slot is ~0.49 s away
+    left = threading.Event()
+    sender = threading.Thread(target=lambda: (limiter.begin("hook", 2), left.set()))
+    sender.start()
+    time.sleep(0.1)
+    assert (waiting_for_slot("hook"), waiting_for_slot("other")) == (1, 0)
+    assert left.wait(2)
+    sender.join()
+    assert waiting_for_slot("hook") == 0
+    limiter.begin("hook-free", 2)  # a request that leaves at once is never counted
+    assert waiting_for_slot("hook-free") == 0

@@ -195,7 +195,8 @@ class DestinationKit(ConnectorKit):
         busiest = max(sum(1 for u in times if s <= u < s + 1.0) for s in times)
         assert busiest <= math.floor(rate) + limits.burst, (busiest, rate, limits.burst)
         assert fake.answered(429) == 0, "the fake answered 429"
-        assert all(r.status == "delivered" for r in self.deliveries(kit_hub, ids))
+        rows = self.deliveries(kit_hub, ids)
+        assert all(r.status == "delivered" for r in rows), {(r.status, r.last_error) for r in rows}
 
     def test_a_4xx_is_permanent(self, kit_hub: DestinationHub) -> None:
         fake = self.need_fake(kit_hub)
