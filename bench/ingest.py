@@ -446,11 +446,11 @@ def _count(url: str) -> tuple[int, int]:
         engine.dispose()
 
 
-def bench_hub(args: argparse.Namespace, work: Path) -> tuple[Row, StoreCheck]:
+def bench_hub(args: argparse.Namespace, work: Path, processes: int = 1) -> tuple[Row, StoreCheck]:
     from hub.config import HubSettings
     from hub.testing.cluster import HubCluster
 
-    data_dir = work / "hub"
+    data_dir = work / f"hub-{processes}"
     data_dir.mkdir()
     config = work / "plugins.toml"
     config.write_text(HUB_CONFIG.format(data_dir=data_dir, token=ADMIN_TOKEN, source=SOURCE,
@@ -462,16 +462,18 @@ def bench_hub(args: argparse.Namespace, work: Path) -> tuple[Row, StoreCheck]:
     store = "PostgreSQL" if db_url.startswith("postgresql") else "SQLite"
     cluster = HubCluster(config, data_dir=data_dir, database_url=database_url,
                          admin_token=ADMIN_TOKEN)
+    cluster.env["LEADHUB_API_PROCESSES"] = str(processes)  # `leadhub api --processes N`
     try:
         cluster.start_redis()
         cluster.start_api()  # migrates the store; no worker, no scheduler: ingest only
         assert cluster.api is not None and cluster.embedded is not None
         assert cluster.embedded.process is not None
         leads0, raw0 = _count(db_url)
-        target = Target(f"hub api ({store})",
+        label = f"hub api ({store})" if processes == 1 else f"hub api ×{processes} ({store})"
+        target = Target(label,
                         f"{cluster.base_url}/hooks/{SOURCE}",
                         f"{cluster.base_url}/hooks/{WARMUP_SOURCE}",
-                        [cluster.api.pid, cluster.embedded.process.pid])
+                        [*descendants(cluster.api.pid), cluster.embedded.process.pid])
         row = measure(target, args)
         leads1, raw1 = _count(db_url)
         api_count = len(cluster.leads(source=SOURCE))
@@ -869,6 +871,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="PostgreSQL for the hub (postgresql://user@host/db); default SQLite "
                         "in a temporary directory. Leads are counted by source, so an existing "
                         "database works.")
+    parser.add_argument("--api-processes", type=lambda v: [int(n) for n in v.split(",")],
+                        default=[1], metavar="N[,N...]",
+                        help="measure `leadhub api --processes N` for each N (default 1)")
     parser.add_argument("--only", choices=["bare", "hub", "serve"], help="run one target only")
     parser.add_argument("--serve", action="store_true",
                         help="also measure `leadhub serve` (api + worker + scheduler) delivering "
@@ -951,14 +956,16 @@ def _main_load(console: Any, args: argparse.Namespace, work: Path) -> int:
         f"{os.cpu_count()} CPU(s); uvicorn for all: {_server_label()}"
     )
     rows: list[Row] = []
-    check: StoreCheck | None = None
+    checks: list[StoreCheck] = []
     if args.only in (None, "bare"):
         console.print("bare endpoint ...")
         rows.append(bench_bare(args))
     if args.only in (None, "hub"):
-        console.print("LeadHub api ...")
-        hub_row, check = bench_hub(args, work)
-        rows.append(hub_row)
+        for n in args.api_processes:
+            console.print(f"LeadHub api, {n} process(es) ...")
+            hub_row, check = bench_hub(args, work, n)
+            rows.append(hub_row)
+            checks.append(check)
     if args.only == "serve" or (args.only is None and args.serve):
         console.print(f"LeadHub serve, delivering to {args.destination} ...")
         rows.append(bench_serve(args, work))
@@ -1011,7 +1018,7 @@ def _main_load(console: Any, args: argparse.Namespace, work: Path) -> int:
         console.print(f"[{style}]{r.target}: {r.delivered} of {accepted} accepted leads "
                       f"delivered{dups}: {'OK' if fine else 'MISSING'}[/]")
         ok = ok and fine
-    if check is not None:
+    for check in checks:
         new_leads, new_raw = check.sql_after - check.sql_before, check.raw_after - check.raw_before
         exact = new_leads == args.requests and new_raw == args.requests
         api_ok = check.api_count == check.sql_after

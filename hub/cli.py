@@ -161,19 +161,81 @@ def uvicorn_options() -> dict[str, Any]:
 
 
 @app.command()
-def api(config: ConfigOpt = None, host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
+def api(
+    config: ConfigOpt = None,
+    host: HostOpt = "127.0.0.1",
+    port: PortOpt = 8000,
+    processes: Annotated[int, typer.Option(
+        envvar="LEADHUB_API_PROCESSES", min=1,
+        help="API processes sharing the port (one core each; they share only the store).")] = 1,
+    fd: Annotated[int | None, typer.Option(hidden=True, help="Serve on this inherited socket.")] = None,
+) -> None:
     """Run the HTTP API alone (scale-out: run workers and the scheduler apart)."""
     import uvicorn
 
     from hub.api.app import create_app
 
     _export_config(config)
-    rt = _runtime(config)
-    _refuse_exposed_example_token(rt, host)
+    if processes > 1 and fd is None:
+        _api_processes(config, host, port, processes)
+        return
+    rt = _runtime(config, start_redis=fd is None)
+    if fd is None:
+        _refuse_exposed_example_token(rt, host)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # see `serve`
     try:
-        uvicorn.run(create_app(rt), host=host, port=port, **uvicorn_options())
+        if fd is None:
+            uvicorn.run(create_app(rt), host=host, port=port, **uvicorn_options())
+        else:  # one of `--processes N`: the socket its parent bound
+            import socket
+
+            sock = socket.socket(fileno=fd)
+            uvicorn.Server(uvicorn.Config(create_app(rt), **uvicorn_options())).run(sockets=[sock])
     finally:
+        rt.close()
+
+
+def _api_processes(config: Path | None, host: str, port: int, processes: int) -> None:
+    """``leadhub api --processes N``: N api processes on one port, as N replicas behind a
+    load balancer would be (they share nothing but the store and Redis), so the api uses
+    more than the one core its Python can. This process binds the port, migrates the
+    store, runs the embedded Redis if there is one, and keeps the N running (one that
+    dies, even by SIGKILL, is started again; they die with it). Request counters are
+    kept per process in a directory they share, so ``/metrics`` from any of them counts
+    all (prometheus_client's multiprocess mode)."""
+    import shutil
+    import socket
+    import tempfile
+
+    rt = _runtime(config)
+    _refuse_exposed_example_token(rt, host)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        err.print(f"cannot listen on {host}:{port}: {exc}", markup=False)
+        rt.close()
+        raise typer.Exit(1) from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    metrics_dir = tempfile.mkdtemp(prefix="leadhub-metrics-")
+    env = {**os.environ, "LEADHUB_REDIS_URL": rt.redis_url, "PROMETHEUS_MULTIPROC_DIR": metrics_dir}
+    command = [sys.executable, "-m", "hub.cli", "api", "--config", os.environ["LEADHUB_CONFIG"],
+               "--fd", str(sock.fileno())]
+    sup = Supervisor([command] * processes, env, pass_fds=(sock.fileno(),))
+    console.print(f"LeadHub {__version__} api on http://{host}:{port}, {processes} processes")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        sup.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sup.stopped.set()
+        sup.finished.wait(15)
+        sock.close()
+        shutil.rmtree(metrics_dir, ignore_errors=True)
         rt.close()
 
 
@@ -279,9 +341,11 @@ class Supervisor:
     that forked them ends, so ``run`` (the thread that starts them) also stops and reaps
     them before it returns; ``stop`` asks it to and waits."""
 
-    def __init__(self, commands: list[list[str]], env: dict[str, str]) -> None:
+    def __init__(self, commands: list[list[str]], env: dict[str, str],
+                 pass_fds: tuple[int, ...] = ()) -> None:
         self.commands = commands
         self.env = env
+        self.pass_fds = pass_fds  # besides the lifeline: what every child inherits
         self.procs: list[subprocess.Popen[bytes] | None] = [None] * len(commands)
         self.stopped = threading.Event()
         self.finished = threading.Event()
@@ -305,7 +369,8 @@ class Supervisor:
         from hub.lifeline import lifeline, parent_death_signal
 
         line = lifeline()
-        return subprocess.Popen(cmd, env=line.child_env(self.env), pass_fds=line.pass_fds,
+        return subprocess.Popen(cmd, env=line.child_env(self.env),
+                                pass_fds=line.pass_fds + self.pass_fds,
                                 preexec_fn=parent_death_signal(signal.SIGKILL))
 
     def _stop_children(self) -> None:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import Receive, Scope, Send
 
 from hub import __version__
@@ -138,6 +140,18 @@ def create_app(rt: Runtime, background_ok: Callable[[], str | None] | None = Non
     def metrics(_request: Request) -> Response:
         """Prometheus text format; names every source, so the admin's (bearer token)
         unless `[hub] public_metrics`."""
-        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(_registry(collector)), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def _registry(store: StoreCollector) -> CollectorRegistry:
+    """What ``/metrics`` reports: this process's registry, or under ``leadhub api
+    --processes N`` (``PROMETHEUS_MULTIPROC_DIR`` set) the request counters of every api
+    process, summed from the directory they share, and the store's counts."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return REGISTRY
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    registry.register(store)
+    return registry
