@@ -22,8 +22,8 @@ from hub.errors import PermanentError, RetryableError
 from hub.ids import new_id
 from hub.models import Lead
 from hub.runtime import Runtime
+from hub.store import JsonText, counters
 from hub.store import contact_keys as contact_store
-from hub.store import counters
 from hub.store import deliveries as delivery_store
 from hub.store import leads as lead_store
 from hub.store import quarantine as quarantine_store
@@ -233,8 +233,9 @@ def _route_batch(rt: Runtime, conn: Connection, prepared: list[_Prepared], now: 
     ]
     routed = []
     for p in batch:
-        data = p.lead.to_json_dict()
-        data.pop("deliveries", None)
+        # encoded from the model as at ingest: UTF-8 text, so the admin search finds a
+        # routed lead's Cyrillic name as it found the new one (json.dumps escaped it)
+        data = JsonText(p.lead.model_dump_json(by_alias=True, exclude={"deliveries"}))
         routed.append(lead_store.RoutedLead(p.lead.id, p.lead.status, data, p.lead.duplicate_of,
                                             p.lead.assigned_to))
     contact_store.add(conn, key_rows)

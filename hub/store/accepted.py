@@ -12,7 +12,6 @@ work, and the group commit is the one serial step of the api.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from functools import lru_cache
 from operator import itemgetter
@@ -22,7 +21,7 @@ from sqlalchemy import JSON, Connection, Table, bindparam, exists, insert, or_, 
 
 from hub.store import StoredRow, encode_json
 from hub.store import tables as t
-from hub.store.dialect import is_sqlite
+from hub.store.statements import sqlite_driver
 
 ek, ie, q, ld = t.event_keys, t.inbound_events, t.quarantine, t.leads
 
@@ -31,7 +30,7 @@ _IN_CHUNK = 500  # event keys per SELECT ... IN (...): far below every driver's 
 
 def seen_keys(conn: Connection, source: str, keys: list[str]) -> Iterator[tuple[str, str | None, float]]:
     """``(event_key, lead_id, seen_at)`` of those of ``keys`` already recorded for ``source``."""
-    raw = _sqlite_driver(conn)
+    raw = sqlite_driver(conn)
     ordered = sorted(keys)
     for i in range(0, len(ordered), _IN_CHUNK):
         part = ordered[i:i + _IN_CHUNK]
@@ -113,14 +112,6 @@ def close_entry(conn: Connection, entry_id: str, raw_id: str, counted: dict[str,
                              .values(values)).rowcount == 1)
 
 
-def _sqlite_driver(conn: Connection) -> sqlite3.Connection | None:
-    """The sqlite3 connection under ``conn`` (in its transaction), None on PostgreSQL."""
-    if not is_sqlite(conn):
-        return None
-    driver = conn.connection.driver_connection
-    return driver if isinstance(driver, sqlite3.Connection) else None
-
-
 @lru_cache(maxsize=64)
 def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
     return (f"INSERT INTO {table} ({', '.join(columns)}) "
@@ -131,7 +122,7 @@ def _insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
     """``conn.execute(insert(table), rows)``; on SQLite straight to the driver (module doc)."""
     if not rows:
         return
-    raw = _sqlite_driver(conn)
+    raw = sqlite_driver(conn)
     if raw is None:  # SQLAlchemy encodes JSON columns (JsonText as it is: encode_json)
         conn.execute(insert(table), rows)
         return

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from sqlalchemy import Connection, bindparam, delete, exists, or_, select, update
 
 from hub.models import Lead
-from hub.store import StoredRow
+from hub.store import JsonText, StoredRow
 from hub.store import tables as t
 from hub.store.dialect import for_update, json_as_text
 from hub.store.statements import Many, PerDialect
@@ -147,7 +147,7 @@ class RoutedLead:
 
     id: str
     status: str
-    data: dict[str, Any]
+    data: JsonText  # the lead encoded from its model (``Lead.model_dump_json``)
     duplicate_of: str | None
     assigned_to: str | None
 

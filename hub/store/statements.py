@@ -16,7 +16,6 @@ path (its driver's own batching).
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
@@ -24,6 +23,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import JSON, Connection
 from sqlalchemy.sql.dml import Insert, Update
 
+from hub.store import encode_json
 from hub.store.dialect import is_sqlite
 
 T = TypeVar("T")
@@ -60,7 +60,8 @@ class Many:
     INSERT: its columns), all rows with the same keys (module doc). On SQLite the SQL is
     compiled once per set of keys; each row gives the values of its parameters in the
     compiled order, the statement's own constants (and the columns' scalar defaults) fill
-    the rest, and JSON values are encoded as SQLAlchemy would (``json.dumps``)."""
+    the rest, and JSON values are encoded as the engines' serializer does (``encode_json``:
+    ``JsonText`` as it is)."""
 
     def __init__(self, stmt: Insert | Update) -> None:
         self.stmt = stmt
@@ -83,7 +84,7 @@ class Many:
             values = []
             for name, constant, encode in slots:
                 value = row[name] if constant is _ROW else constant
-                values.append(json.dumps(value) if encode and value is not None else value)
+                values.append(encode_json(value) if encode and value is not None else value)
             params.append(values)
         raw.executemany(sql, params)
 

@@ -18,6 +18,7 @@ from hub.engine.ledger import ledger
 from hub.engine.process import process_received
 from hub.engine.replay import replay_lead
 from hub.runtime import Runtime
+from hub.store import leads as lead_store
 from hub.store import tables as t
 from tests.conftest import RuntimeFactory
 
@@ -88,6 +89,17 @@ def test_lead_flows_to_destinations_with_manager(rt: Runtime) -> None:
     assert lead.contact.phones == ["+79161234567"]
     lines = (rt.data_dir / "leads.jsonl").read_text().splitlines()
     assert [json.loads(x)["id"] for x in lines] == [lead_id]
+
+
+def test_a_routed_lead_is_found_by_its_cyrillic_name(rt: Runtime) -> None:
+    """Routing writes the lead back encoded as at ingest (UTF-8 text): with ``json.dumps``
+    the name became ``\\u...`` escapes and the admin search no longer found it."""
+    [lead_id] = ingest(rt, form("name=%D0%98%D0%B2%D0%B0%D0%BD+%D0%9F%D0%B5%D1%82%D1%80%D0%BE%D0%B2"
+                                "&phone=8+(916)+123-45-67")).lead_ids
+    assert [lead.id for lead in process_received(rt).leads] == [lead_id]
+    with rt.reader.connect() as conn:
+        found = lead_store.newest(conn, lead_store.LeadFilter(text="Петров"), 10)
+    assert [row.id for row in found] == [lead_id]
 
 
 def test_provider_retry_with_same_body_is_one_lead(rt: Runtime) -> None:
