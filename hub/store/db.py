@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -21,13 +22,16 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 _migrate_lock = threading.Lock()
 
 
+BUSY_TIMEOUT_MS = 30_000
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # WAL lets the API read while a worker writes; NORMAL keeps commits durable across a
     # process crash (only an OS crash can lose the last commits) at a fraction of FULL's cost.
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cur.execute("PRAGMA foreign_keys=ON")
     # Deleted and overwritten content is zeroed, not left in free space: a purged or erased
     # person (hub/engine/retention.py, erasure.py) leaves no bytes behind in the file, and
@@ -40,7 +44,14 @@ READ_ONLY = "leadhub_read_only"
 #: execution option: this engine's writers leave WAL checkpoints to ``checkpoint`` (a
 #: background thread) instead of running one inside a commit every 1000 pages
 NO_AUTOCHECKPOINT = "leadhub_no_autocheckpoint"
+#: execution option: a writer that finds the write lock taken does not wait for it (the
+#: api's in-loop group commit, ``hub/engine/ingest.py``): BEGIN raises ``WriterBusy``
+NO_WAIT = "leadhub_no_wait"
 RESTART_FRAMES = 4096  # a WAL of 16 MB (4 KB pages): finish the copy so it starts over
+
+
+class WriterBusy(Exception):
+    """A ``NO_WAIT`` writer found SQLite's write lock taken (nothing was written)."""
 
 
 class WriteGate:
@@ -71,6 +82,7 @@ class WriteGate:
         # id(DBAPI connection) -> (fd of the -wl flock, the thread that took it)
         self.held: dict[int, tuple[int, int]] = {}
         self.holders: set[int] = set()  # threads holding the gate
+        self.reserved: dict[int, int] = {}  # thread -> fd of the -wl flock taken for it
         # (pid, thread) -> its own descriptors of -wq and -wl, opened once: a flock belongs
         # to an open file description, so each thread (and a forked child) needs its own
         self._fds: dict[tuple[int, int], tuple[int, int]] = {}
@@ -101,6 +113,41 @@ class WriteGate:
             fcntl.flock(q, fcntl.LOCK_UN)  # lets the next writer queue at -wl
         self.held[id(dbapi_conn)] = (w, me)
         self.holders.add(me)
+
+    def try_acquire(self, dbapi_conn: Any) -> bool:
+        """Take the gate only if it is free this instant, or reserved for this thread
+        (``reserve``). Without a reservation it does not queue at ``-wq``: a caller that
+        finds the gate taken reserves its turn instead, which queues like any writer."""
+        me = threading.get_ident()
+        if me in self.holders:
+            return True
+        w = self.reserved.pop(me, None)
+        if w is None:
+            _q, w = self._descriptors(me)
+            try:
+                fcntl.flock(w, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+        self.held[id(dbapi_conn)] = (w, me)
+        self.holders.add(me)
+        return True
+
+    def reserve(self, thread: int) -> None:
+        """Wait for the gate on behalf of ``thread`` (blocks; run it on another thread):
+        the flock is taken with ``thread``'s descriptors and is its own from then on, so
+        its next write transaction takes it at once. ``unreserve`` lets go of one unused."""
+        q, w = self._descriptors(thread)
+        fcntl.flock(q, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(w, fcntl.LOCK_EX)
+        finally:
+            fcntl.flock(q, fcntl.LOCK_UN)
+        self.reserved[thread] = w
+
+    def unreserve(self, thread: int) -> None:
+        w = self.reserved.pop(thread, None)
+        if w is not None:
+            fcntl.flock(w, fcntl.LOCK_UN)
 
     def release(self, dbapi_conn: Any) -> None:
         # the dialect gets the pool's proxy, the pool events the driver's connection
@@ -155,12 +202,58 @@ def _sqlite_begin(conn: Any) -> None:
     if gate is None:
         dbapi_conn.execute("BEGIN IMMEDIATE")
         return
+    if options.get(NO_WAIT):
+        _begin_now(dbapi_conn, gate)
+        return
     gate.acquire(dbapi_conn)
     try:
         dbapi_conn.execute("BEGIN IMMEDIATE")
     except BaseException:
         gate.release(dbapi_conn)
         raise
+
+
+def _begin_now(dbapi_conn: Any, gate: WriteGate) -> None:
+    """BEGIN IMMEDIATE if the write lock is free now, else ``WriterBusy``: the gate without
+    queueing, then SQLite's lock without its busy handler (a writer outside the gate, such
+    as an erasure's WAL truncation, holds it only for a moment, but 30 s is the timeout)."""
+    if not gate.try_acquire(dbapi_conn):
+        raise WriterBusy("the write lock is taken")
+    try:
+        dbapi_conn.execute("PRAGMA busy_timeout=0")
+        try:
+            dbapi_conn.execute("BEGIN IMMEDIATE")
+        finally:
+            dbapi_conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    except sqlite3.OperationalError as exc:
+        gate.release(dbapi_conn)
+        if exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            raise WriterBusy(str(exc)) from exc
+        raise
+    except BaseException:
+        gate.release(dbapi_conn)
+        raise
+
+
+def reserve_turn(engine: Engine, thread: int) -> None:
+    """Block until the write gate is ``thread``'s: its next ``no_wait`` writer then begins
+    at once. For an event loop, whose thread must not block: it waits on another thread."""
+    gate: WriteGate = engine.dialect.__dict__["leadhub_gate"]
+    gate.reserve(thread)
+
+
+def unreserve_turn(engine: Engine, thread: int) -> None:
+    """Let go of a turn ``reserve_turn`` took and ``thread`` did not use."""
+    gate: WriteGate = engine.dialect.__dict__["leadhub_gate"]
+    gate.unreserve(thread)
+
+
+def no_wait(engine: Engine) -> Engine | None:
+    """``engine`` for a writer that must never wait for the write lock (``NO_WAIT``), or
+    None where the store cannot tell without waiting (PostgreSQL, SQLite without the gate)."""
+    if "leadhub_gate" not in engine.dialect.__dict__:
+        return None
+    return engine.execution_options(**{NO_WAIT: True})
 
 
 def background_checkpoints(engine: Engine) -> Engine | None:

@@ -124,3 +124,52 @@ def test_background_checkpoint_lets_the_wal_start_over(tmp_path: Path) -> None:
         conn.execute(text("INSERT INTO t VALUES (x'00')"))
     assert db.checkpoint(engine)[0] < 10
     engine.dispose()
+
+
+def test_a_no_wait_writer_is_told_at_once_that_the_lock_is_taken(tmp_path: Path) -> None:
+    """``no_wait`` (the api's in-loop group commit): BEGIN raises WriterBusy instead of
+    waiting, whether a hub writer holds the gate or a writer outside it (SQLite's busy
+    handler would wait 30 s) holds SQLite's lock; the gate is not left held."""
+    import sqlite3
+
+    from hub.store.db import WriterBusy, no_wait
+
+    db = tmp_path / "hub.db"
+    engine = make_engine(f"sqlite:///{db}")
+    now = no_wait(engine)
+    assert now is not None and no_wait(make_engine("sqlite://")) is None
+    gate = _gate(engine)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (x INTEGER)"))
+    held, release = threading.Event(), threading.Event()
+
+    def hub_writer() -> None:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO t VALUES (1)"))
+            held.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=hub_writer)
+    thread.start()
+    assert held.wait(10)
+    t0 = time.monotonic()
+    with pytest.raises(WriterBusy), now.begin() as conn:
+        conn.execute(text("INSERT INTO t VALUES (2)"))
+    release.set()
+    thread.join(10)
+    outsider = sqlite3.connect(db, isolation_level=None)
+    outsider.execute("BEGIN IMMEDIATE")  # SQLite's own lock, not the gate
+    try:
+        with pytest.raises(WriterBusy), now.begin() as conn:
+            conn.execute(text("INSERT INTO t VALUES (3)"))
+        assert not gate.held and not gate.holders
+    finally:
+        outsider.execute("ROLLBACK")
+        outsider.close()
+    assert time.monotonic() - t0 < 5
+    with now.begin() as conn:  # free: it writes, and its busy timeout is back to 30 s
+        conn.execute(text("INSERT INTO t VALUES (4)"))
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30_000
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT x FROM t ORDER BY x")).scalars().all() == [1, 4]
+    engine.dispose()
