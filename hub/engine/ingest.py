@@ -357,7 +357,7 @@ class IngestBatcher:
         self._pending: dict[asyncio.AbstractEventLoop, list[_Waiter]] = {}
         #: a loop whose group found the lock taken waits for its turn on this thread
         self._turn_waiter: ThreadPoolExecutor | None = None
-        self._turns: dict[asyncio.AbstractEventLoop, asyncio.Future[None]] = {}
+        self._turns: set[asyncio.AbstractEventLoop] = set()  # loops waiting for their turn
         self.after_commit = after_commit
         self.max_batch = max_batch
         self._queue: queue.SimpleQueue[_Waiter | None] | None = None
@@ -464,11 +464,12 @@ class IngestBatcher:
             return
         if self._turn_waiter is None:
             self._turn_waiter = ThreadPoolExecutor(1, thread_name_prefix="leadhub-turn")
-        self._turns[loop] = turn = loop.run_in_executor(self._turn_waiter, reserve_turn, now, me)
+        self._turns.add(loop)
+        turn = loop.run_in_executor(self._turn_waiter, reserve_turn, now, me)
         turn.add_done_callback(lambda done: self._turn_came(loop, done))
 
     def _turn_came(self, loop: asyncio.AbstractEventLoop, turn: asyncio.Future[None]) -> None:
-        del self._turns[loop]
+        self._turns.discard(loop)
         if turn.cancelled() or turn.exception() is not None:  # the writer thread waits instead
             self._to_writer(loop)
             return

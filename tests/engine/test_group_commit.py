@@ -19,18 +19,7 @@ from hub.runtime import Runtime
 from hub.store import tables as t
 from hub.store.dialect import is_sqlite
 from tests.conftest import RuntimeFactory
-
-CONFIG = """
-[hub]
-default_region = "RU"
-
-[sources.site_form]
-plugin = "webform"
-
-[destinations.jsonl]
-plugin = "file"
-path = "leads.jsonl"
-"""
+from tests.engine.test_process_batch import CONFIG  # a webform and the file destination
 
 
 @pytest.fixture
