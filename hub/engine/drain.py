@@ -149,13 +149,15 @@ def _call(fn: Any, *args: Any) -> Any:
 
 def drain(
     rt: Runtime, destination: str, budget_s: float = BUDGET_S, clock: Callable[[], float] = time.time,
-    spread: Callable[[], object] | None = None,
+    spread: Callable[[], object] | None = None, again: Callable[[], bool] | None = None,
 ) -> DrainStats:
     """Deliver due deliveries of ``destination`` until none are due or the budget is spent.
 
     ``clock`` gives the store's notion of now (tests drive the retry schedule with it).
     ``spread`` wakes one more drain of this destination (another worker); it is called
-    while full batches keep coming and the destination is healthy.
+    while full batches keep coming and the destination is healthy. ``again`` says whether
+    wake-ups came for this destination since it was last asked (``RunningJob.more``): a
+    drain that finds nothing due looks once more instead of ending.
     """
     stats = DrainStats()
     dest = rt.destination(destination)
@@ -173,7 +175,7 @@ def drain(
     if not slot.acquire(most):
         stats.refused = True  # the running drain is told to look again when it ends
         return stats
-    run = Drain(rt, dest, destination, clock, stats, helper=helper, healthy=ok)
+    run = Drain(rt, dest, destination, clock, stats, helper=helper, healthy=ok, again=again)
     try:
         run.run(budget_s, spread, slot)
     finally:
@@ -193,10 +195,12 @@ class Drain:
     def __init__(
         self, rt: Runtime, dest: Destination[Any], name: str, clock: Callable[[], float],
         stats: DrainStats, *, helper: bool = False, healthy: bool = True,
+        again: Callable[[], bool] | None = None,
     ) -> None:
         self.rt, self.dest, self.name, self.clock, self.stats = rt, dest, name, clock, stats
         #: asked for by a drain with a full backlog: it waits its turn beside the others
         self.helper = helper
+        self.again = again or (lambda: False)
         self.token = new_id()
         self.backlog = helper  # the last lease was a full batch
         #: calls of this drain in the air at once: several only while the destination
@@ -296,6 +300,8 @@ class Drain:
                                    self.timeout * 2 + 10, attempt)
             if not rows:
                 if not self.flights:
+                    if self.again():  # routed since this lease: look again, not a new job
+                        continue
                     return
                 wait([f.future for f in self.flights], timeout=hedge, return_when=FIRST_COMPLETED)
                 continue  # it waits for them anyway: meanwhile, whatever comes is sent

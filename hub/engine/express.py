@@ -142,7 +142,7 @@ def deliver_now(rt: Runtime, leads: int) -> None:
 
 
 def _waker(rt: Runtime, destination: str) -> Callable[[], bool]:
-    return lambda: wake_drain(rt, destination)
+    return lambda: wake_drain(rt, destination, helper=True)
 
 
 class Express:

@@ -14,7 +14,14 @@ from hub.engine.drain_control import breaker_open
 from hub.engine.process import process_received
 from hub.models import Lead
 from hub.plugins import notify
-from hub.queue import PROCESS_QUEUE, RECONCILE_QUEUE, clear_wake, destination_queue, wake
+from hub.queue import (
+    PROCESS_QUEUE,
+    RECONCILE_QUEUE,
+    RunningJob,
+    clear_wake,
+    destination_queue,
+    wake,
+)
 from hub.runtime import Runtime, current
 
 log = logging.getLogger("leadhub.jobs")
@@ -28,8 +35,10 @@ def wake_process(rt: Runtime) -> bool:
     return wake(rt.redis, PROCESS_QUEUE, PROCESS_JOB)
 
 
-def wake_drain(rt: Runtime, destination: str) -> bool:
-    return wake(rt.redis, destination_queue(destination), DRAIN_JOB, destination)
+def wake_drain(rt: Runtime, destination: str, *, helper: bool = False) -> bool:
+    """``helper``: a drain of its own even while one runs (a backlog's helper, which a
+    running drain taking the wake-up would never start)."""
+    return wake(rt.redis, destination_queue(destination), DRAIN_JOB, destination, taken=not helper)
 
 
 PROCESS_BUDGET_S = 0.5  # a process job yields after this, so drains get the worker too
@@ -40,22 +49,32 @@ def process_job() -> int:
     drains it gave work to. Under a steady load there is always another lead to route: a
     job that looped until none was left kept ``leadhub serve``'s one worker from ever
     running a drain (on PostgreSQL nothing was delivered while the load lasted). With work
-    left it wakes its own queue again, behind the drains it woke."""
+    left it wakes its own queue again, behind the drains it woke. While it runs it takes
+    the queue's wake-ups (``RunningJob``): a commit meanwhile makes it look once more
+    rather than start a job of its own."""
     rt = current()
-    clear_wake(rt.redis, PROCESS_QUEUE)
+    run = RunningJob(rt.redis, PROCESS_QUEUE)
+    run.start()
     total = 0
     started = time.monotonic()
-    while True:
-        if time.monotonic() - started >= PROCESS_BUDGET_S:
+    left = False
+    try:
+        while True:
+            if time.monotonic() - started >= PROCESS_BUDGET_S:
+                left = True
+                return total
+            done = process_received(rt)
+            if not done.leads:
+                if run.more():
+                    continue
+                return total
+            total += len(done.leads)
+            for dest in sorted(done.destinations):
+                wake_drain(rt, dest)
+            notify_received(rt, done.leads)
+    finally:
+        if run.finish() or left:
             wake_process(rt)
-            return total
-        done = process_received(rt)
-        if not done.leads:
-            return total
-        total += len(done.leads)
-        for dest in sorted(done.destinations):
-            wake_drain(rt, dest)
-        notify_received(rt, done.leads)
 
 
 def notify_received(rt: Runtime, leads: list[Lead]) -> None:
@@ -91,16 +110,24 @@ def reconcile_job() -> int:
 
 
 def drain_job(destination: str) -> int:
+    """Drain one destination; while it runs, wake-ups of it make it look again (``RunningJob``)
+    instead of each starting a job that would only give way to it."""
     rt = current()
-    clear_wake(rt.redis, destination_queue(destination), destination)
-    if breaker_open(rt, destination):  # the sweeper wakes it again when the breaker closes
-        return 0
-    stats = drain(rt, destination, spread=lambda: wake_drain(rt, destination))
-    if stats.more:
-        wake_drain(rt, destination)
-    if stats.finished:
-        notify_finished(rt, stats.finished)
-    return stats.delivered
+    run = RunningJob(rt.redis, destination_queue(destination), destination)
+    run.start()
+    more = False
+    try:
+        if breaker_open(rt, destination):  # the sweeper wakes it again when the breaker closes
+            return 0
+        stats = drain(rt, destination, spread=lambda: wake_drain(rt, destination, helper=True),
+                      again=run.more)
+        more = stats.more
+        if stats.finished:
+            notify_finished(rt, stats.finished)
+        return stats.delivered
+    finally:
+        if run.finish() or more:
+            wake_drain(rt, destination)
 
 
 def notify_finished(rt: Runtime, finished: list[tuple[str, str, str, str | None, str | None]]) -> None:
