@@ -200,7 +200,7 @@ class Drain:
         self.rt, self.dest, self.name, self.clock, self.stats = rt, dest, name, clock, stats
         #: asked for by a drain with a full backlog: it waits its turn beside the others
         self.helper = helper
-        self.again = again or (lambda: False)
+        self.again = again
         self.token = new_id()
         self.backlog = helper  # the last lease was a full batch
         #: calls of this drain in the air at once: several only while the destination
@@ -300,6 +300,13 @@ class Drain:
                                    self.timeout * 2 + 10, attempt)
             if not rows:
                 if not self.flights:
+                    if self.again is None:
+                        return
+                    # While it waits for a wake-up (``RunningJob.more``), another drain (the
+                    # api's express drain) may send the trickle: holding the role, this one
+                    # made that drain give way, and its lead waited out the whole wait.
+                    if not self.helper:
+                        stop_waiting(self.rt, self.name, self.token)
                     if self.again():  # routed since this lease: look again, not a new job
                         continue
                     return

@@ -174,3 +174,22 @@ def test_a_drain_that_finds_nothing_looks_again_when_it_was_woken_meanwhile(rt: 
 
     assert drain(rt, "jsonl", again=again).delivered == 1
     assert drain(rt, "jsonl").delivered == 0
+
+
+def test_a_drain_waiting_for_a_wake_up_lets_another_drain_send_meanwhile(rt: Runtime) -> None:
+    """The api's express drain, while a worker's drain waits: it used to give way to that
+    drain (the steady role), and its lead waited out the whole wait."""
+    ingest(rt, form("name=First&phone=%2B79161234567"))
+    process_received(rt)
+    assert drain(rt, "jsonl").delivered == 1  # the destination has answered: drains may share it
+    meanwhile: list[int] = []
+
+    def again() -> bool:
+        if not meanwhile:
+            ingest(rt, form("name=Express&phone=%2B79161234568"))
+            process_received(rt)
+            meanwhile.append(drain(rt, "jsonl").delivered)
+        return False
+
+    drain(rt, "jsonl", again=again)
+    assert meanwhile == [1]
