@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 
-from hub.engine.drain import drain
+from hub.engine.drain import STEADY_KEEP_S, drain
 from hub.engine.drain_control import breaker_open
 from hub.engine.process import process_received
 from hub.models import Lead
@@ -113,7 +113,10 @@ def drain_job(destination: str) -> int:
     """Drain one destination; while it runs, wake-ups of it make it look again (``RunningJob``)
     instead of each starting a job that would only give way to it."""
     rt = current()
-    run = RunningJob(rt.redis, destination_queue(destination), destination)
+    # Its mark lasts as long as the steady role without renewal: a drain held up by calls
+    # in the air past their slots (a CRM that hangs) stops taking wake-ups as soon as
+    # another drain may take the trickle over, so the wake-up starts that drain
+    run = RunningJob(rt.redis, destination_queue(destination), destination, ttl_s=STEADY_KEEP_S)
     run.start()
     more = False
     try:
