@@ -119,7 +119,7 @@ class Lead(_Model):
         Skipped for JSON text pydantic's own parser read (``from_json``): it refuses a
         lone surrogate, so what it accepts is clean already.
         """
-        if info.context is _PARSED_JSON:
+        if info.context is _PARSED_JSON or info.context is CHECKED_WHEN_STORED:
             return self
         try:
             self.model_dump_json()
@@ -134,6 +134,16 @@ class Lead(_Model):
         ``NaN``): read that with ``json.loads`` and ``model_validate``, which clean it."""
         return cls.model_validate_json(text, context=_PARSED_JSON)
 
+    def stored_json(self, exclude: set[str] | None = None) -> str:
+        """The lead's JSON text (aliases applied) for the store: ``model_dump_json``, which
+        is also the lone-surrogate check of a lead built with ``CHECKED_WHEN_STORED``; a
+        lead that fails it is cleaned in place first, as the validator would have."""
+        try:
+            return self.model_dump_json(by_alias=True, exclude=exclude)
+        except PydanticSerializationError:
+            _clean_model(self)
+            return self.model_dump_json(by_alias=True, exclude=exclude)
+
     def to_json_dict(self) -> dict[str, Any]:
         """The contract's JSON shape (aliases such as ``call.from`` applied)."""
         return self.model_dump(mode="json", by_alias=True)
@@ -141,6 +151,11 @@ class Lead(_Model):
 
 #: The validation context of ``Lead.from_json`` (compared by identity).
 _PARSED_JSON: dict[str, Any] = {"parsed_json": True}
+#: A validation context (compared by identity) that skips the lone-surrogate check of a
+#: new ``Lead``, for a caller whose only use of the lead's text is ``Lead.stored_json``,
+#: which makes the same check as it encodes: ingest, whose store JSON was a second
+#: ``model_dump_json`` of every lead (together 4 % of the api's CPU under load).
+CHECKED_WHEN_STORED: dict[str, Any] = {"checked_when_stored": True}
 
 
 def _clean_model(model: BaseModel) -> None:

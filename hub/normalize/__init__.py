@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from hub.connectors import CallInfo, LeadDraft
-from hub.models import Call, ClickIds, Contact, Lead, Messenger, Utm
+from hub.models import CHECKED_WHEN_STORED, Call, ClickIds, Contact, Lead, Messenger, Utm
 from hub.normalize.emails import find_emails, normalize_email
 from hub.normalize.fields import add_field, draft_from_fields
 from hub.normalize.masking import mask_email, mask_phone, mask_text
@@ -34,13 +34,16 @@ _SEARCH_LIMIT = 1000
 
 
 def normalize_lead(
-    draft: LeadDraft, *, lead_id: str, source: str, received_at: datetime, default_region: str
+    draft: LeadDraft, *, lead_id: str, source: str, received_at: datetime, default_region: str,
+    checked_when_stored: bool = False,
 ) -> Lead:
     """Build the contract ``Lead`` (status ``received``) from what a source read.
 
     For a call, the caller (the callee of an outbound call) joins ``contact.phones``:
     telephony plugins need not repeat it, and a lead is never quarantined for lacking
-    a number its own call block names.
+    a number its own call block names. ``checked_when_stored``: the lone-surrogate check
+    waits for ``Lead.stored_json`` (``hub/models.py``), for a caller that encodes the
+    lead only through it.
     """
     fields: dict[str, Any] = {}
     for key, value in draft.fields.items():
@@ -59,7 +62,7 @@ def normalize_lead(
     for name, value in explicit_pairs(draft.utm, draft.click_ids):
         if classify(name) is None and (text := clean_multiline(value)):
             add_field(fields, name, text)  # an unknown tag a plugin set: kept, not lost
-    return Lead(
+    return Lead.model_validate(dict(
         id=lead_id,
         source=source,
         channel=draft.channel,
@@ -80,7 +83,7 @@ def normalize_lead(
         call=call,
         fields=fields,
         status="received",
-    )
+    ), context=CHECKED_WHEN_STORED if checked_when_stored else None)
 
 
 def clean_line(value: str | None) -> str | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from sqlalchemy import func, select, update
 from hub import hookimpl
 from hub.connectors import (
     Accepted,
+    CallInfo,
     Connector,
     HookResponse,
     InboundRequest,
@@ -27,12 +29,14 @@ from hub.connectors import (
     SourceConfig,
 )
 from hub.engine.drain import drain
+from hub.engine.ingest import build_item, ingest_batch
+from hub.engine.leads import load_leads
 from hub.engine.process import process_received
 from hub.errors import ParseError
 from hub.runtime import Runtime
 from hub.store import tables as t
 from hub.testing.cluster import running_app
-from tests.conftest import ConfigWriter
+from tests.conftest import ConfigWriter, RuntimeFactory
 from tests.plugins.test_webhook_destination import Receiver
 
 ADMIN = {"Authorization": "Bearer adm"}
@@ -329,3 +333,33 @@ def test_an_event_id_longer_than_the_key_column_is_one_event(
         r = client.post("/hooks/vk_open", json=event)
         assert (r.status_code, r.text) == (200, "ok")
     assert count(rt, t.leads) == 1 and count(rt, t.inbound_events) == 2
+
+
+# ---------------------------------------------------------------- a plugin's own decoding
+
+
+@pytest.mark.parametrize("kind", ["form", "chat", "call"])
+def test_a_plugin_draft_with_lone_surrogates_is_stored_clean(
+    make_runtime: RuntimeFactory, kind: str,
+) -> None:
+    """A third-party plugin may decode bytes its own way. A lead of a call or a chat is
+    checked as it is built (its JSON may be kept or merged before the group is stored);
+    any other only as ``ingest_many`` encodes it (``Lead.stored_json``): both are stored
+    with U+FFFD, on both stores (PostgreSQL refuses a lone surrogate outright)."""
+    rt = make_runtime('[sources.s]\nplugin = "webform"\n')
+    draft = LeadDraft(channel="form", name="a\ud800b", phones=["89161112238"],
+                      message="m\udfff", fields={"\udc80": ["\ud800"]})
+    if kind == "chat":
+        draft.conversation_key = "chat-1"
+    elif kind == "call":
+        draft.call = CallInfo(call_id="call-1", from_number="89161112238")
+    req = request(b"{}")
+    item = build_item(req, [ParsedEvent(event_id="e1", lead=draft)], None, default_region="RU",
+                      dedup_window_s=1800, received_at=time.time())
+    [result] = ingest_batch(rt.db, [item])
+    with rt.reader.connect() as conn:
+        [lead] = load_leads(conn, [conn.execute(select(t.leads)).one()])
+    assert lead.id == result.lead_ids[0]
+    assert (lead.contact.name, lead.message) == ("a\ufffdb", "m\ufffd")
+    assert lead.fields["\ufffd"] == ["\ufffd"]
+    lead.model_dump_json()  # clean: encodes as UTF-8

@@ -9,13 +9,15 @@ prefix and first digit, valid or not, under several default regions.
 
 from __future__ import annotations
 
+import random
+
 import phonenumbers
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from phonenumbers import NumberParseException, PhoneNumberFormat
+from phonenumbers import NumberParseException, PhoneNumber, PhoneNumberFormat
 
-from hub.normalize.phones import _russian, normalize_phone
+from hub.normalize.phones import _russian, _valid_national, normalize_phone
 
 REGIONS = ("RU", "KZ", "US", "DE", "ru", "")
 
@@ -86,3 +88,30 @@ def test_common_shapes(text: str, e164: str) -> None:
 ])
 def test_shapes_left_to_the_parser(text: str, region: str) -> None:
     assert _russian(text, region) is None
+
+
+def _library_valid(country_code: int, national: str) -> bool:
+    return phonenumbers.is_valid_number(PhoneNumber(country_code=country_code,
+                                                    national_number=int(national)))
+
+
+@pytest.mark.parametrize("country_code", [7, 1, 44, 49, 375])
+def test_the_compiled_validity_check_is_the_librarys(country_code: int) -> None:
+    """``_valid_national`` (libphonenumber's metadata, compiled once) against
+    ``is_valid_number`` itself: every 5-digit prefix of the Russian ranges the fast path
+    takes, and for other codes (several regions, one region) every 4-digit prefix, each
+    with pseudo-random tails of every length libphonenumber may accept."""
+    rng = random.Random(country_code)
+    firsts = "349" if country_code == 7 else "123456789"
+    width = 5 if country_code == 7 else 4
+    checked = agreed_valid = 0
+    for first in firsts:
+        for n in range(10 ** (width - 1)):
+            prefix = first + f"{n:0{width - 1}d}"
+            for length in ((10,) if country_code == 7 else (7, 9, 10, 11)):
+                national = prefix + "".join(rng.choice("0123456789") for _ in range(length - width))
+                expected = _library_valid(country_code, national)
+                assert _valid_national(country_code, national) == expected, national
+                checked += 1
+                agreed_valid += expected
+    assert agreed_valid > 100  # the ranges hold valid numbers too, not only refusals
