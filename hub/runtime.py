@@ -8,6 +8,7 @@ runtime of the worker process they run in through ``current()``.
 from __future__ import annotations
 
 import os
+import uuid
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -28,6 +29,15 @@ from hub.store.db import make_engine, migrate, read_only
 if TYPE_CHECKING:
     from hub.sdk.readers import AccountingReader, CrmReader
 
+#: The admin switches' version: a random token, replaced after every switch (and set by
+#: the first reader that finds none, e.g. after Redis restarted): a process re-reads the
+#: switches from the store whenever it differs from the one it read them at.
+SWITCHES_KEY = "leadhub:switches"
+
+
+def new_switches_version() -> str:
+    return uuid.uuid4().hex
+
 
 @dataclass
 class Runtime:
@@ -42,6 +52,9 @@ class Runtime:
     _sources: dict[str, Source[Any]] = field(default_factory=dict)
     _destinations: dict[str, Destination[Any]] = field(default_factory=dict)
     _readers: dict[tuple[str, str], Connector[Any]] = field(default_factory=dict)
+    #: the admin switches as last read from the store, with the ``SWITCHES_KEY`` version
+    #: they were read at (``switches_at``)
+    _switches: tuple[bytes, dict[str, bool]] | None = None
 
     @property
     def reader(self) -> Engine:
@@ -125,6 +138,24 @@ class Runtime:
         """Connector switches set through the admin API (persisted in the store)."""
         with self.reader.connect() as conn:
             return connector_state.overrides(conn)
+
+    def switches_at(self, version: bytes) -> dict[str, bool]:
+        """``enabled_overrides``, read from the store only when the switches' version in
+        Redis (``SWITCHES_KEY``, which the caller read: ``drain_start`` does, with its other
+        keys) is not the one of the last read. Every drain read the store for them (a
+        third of a millisecond, under load on the api's write path's heels)."""
+        cached = self._switches
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        overrides = self.enabled_overrides()
+        self._switches = (version, overrides)
+        return overrides
+
+    def note_switch(self) -> None:
+        """After an admin switch is committed: every process reads the switches again
+        (a new ``SWITCHES_KEY`` version). Raises ``redis.RedisError``."""
+        self._switches = None
+        self.redis.set(SWITCHES_KEY, new_switches_version())
 
     def is_enabled(self, name: str, overrides: dict[str, bool] | None = None) -> bool:
         spec = self.config.sources.get(name) or self.config.destinations.get(name)

@@ -7,6 +7,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import redis
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -209,6 +210,12 @@ def _switch(name: str, state: Any, enabled: bool) -> dict[str, Any]:
     with rt.db.begin() as conn:
         connector_state.set_enabled(conn, name, enabled, now)
     state.forget_overrides()
+    try:
+        rt.note_switch()  # drains in every process read the switches again
+    except redis.RedisError as exc:  # the store has it; a drain would go on with the old one
+        raise ApiError(503, "unavailable",
+                       f"switched, but the workers could not be told ({type(exc).__name__}); "
+                       "switch again once Redis is back") from exc
     if enabled and name in rt.config.destinations:
         wake_drain(rt, name)
     return {"name": name, "enabled": enabled}

@@ -51,6 +51,7 @@ from hub.engine.drain_control import (
     DrainSlot,
     become_waiter,
     breaker_open,
+    drain_start,
     health,
     note_failure,
     note_success,
@@ -58,7 +59,6 @@ from hub.engine.drain_control import (
     open_breaker,
     rate_limit_hold,
     stop_waiting,
-    take_spread,
 )
 from hub.engine.limiter import RateLimiter, waiting_for_slot
 from hub.errors import DestinationPaused, PermanentError, RateLimited, RetryableError
@@ -161,16 +161,20 @@ def drain(
     """
     stats = DrainStats()
     dest = rt.destination(destination)
-    if dest is None or not rt.is_enabled(destination):
+    if dest is None:
         return stats
-    timeout = dest.request_timeout_s
-    slot = DrainSlot(rt.redis, destination, timeout * 2 + 10)
-    ok, failures = health(rt, destination)
     # Several drains, and several calls in the air, only for a destination that answered
     # lately: one never heard from (a fresh start, a webhook that times out) took three
     # workers with three calls each until its first failures came back, and routing
     # waited for a worker (isolation bench: route p99 22 -> 272 ms)
-    helper = (ok or not failures) and take_spread(rt, destination)
+    start = drain_start(rt, destination)
+    ok, helper = start.answering, start.helper
+    if not rt.is_enabled(destination, rt.switches_at(start.switches)):
+        if helper:  # the offer was for a drain that sends
+            offer_spread(rt, destination)
+        return stats
+    timeout = dest.request_timeout_s
+    slot = DrainSlot(rt.redis, destination, timeout * 2 + 10)
     most = (MAX_DRAINS if helper else STEADY_DRAINS) if ok else 1
     if not slot.acquire(most):
         stats.refused = True  # the running drain is told to look again when it ends

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import random
 import uuid
+from dataclasses import dataclass
 
 import redis
 
-from hub.runtime import Runtime
+from hub.runtime import SWITCHES_KEY, Runtime, new_switches_version
 
 BREAKER_COOLDOWN_S = 15.0
 BREAKER_AFTER = 3  # whole-batch failures in a row that, with nothing delivered lately, mean "down"
@@ -122,13 +123,46 @@ def offer_spread(rt: Runtime, destination: str) -> None:
     pipe.execute()
 
 
-def take_spread(rt: Runtime, destination: str) -> bool:
-    """True when this drain was asked for as a helper (consumes the offer)."""
-    left = rt.redis.decr(spread_key(destination))
-    if left < 0:
-        rt.redis.set(spread_key(destination), 0, ex=30)
-        return False
-    return True
+@dataclass(frozen=True)
+class DrainStart:
+    """What a drain reads from Redis as it starts, in one round trip (``drain_start``)."""
+
+    answering: bool  # delivered something within ``ANSWERING_WINDOW_S``
+    failures: int | None  # whole-batch failures in a row (None: no record)
+    helper: bool  # asked for as a helper beside a drain with a backlog (the offer is taken)
+    switches: bytes  # the admin switches' version (``hub/runtime.py``, ``SWITCHES_KEY``)
+
+
+def drain_start(rt: Runtime, destination: str) -> DrainStart:
+    """``health``; whether this drain was asked for as a helper (``offer_spread``; the offer
+    is taken only for a destination answering or without failures: one never heard from
+    gets one drain); and the switches' version, in one round trip.
+    Separately they were four, one of them a store read (the enabled switches), of the
+    ~2 ms an express drain spent before its lease."""
+    keys = [answered_key(destination), failures_key(destination), spread_key(destination),
+            SWITCHES_KEY]
+    ok, failures, helper, switches = rt.redis.register_script(_DRAIN_START)(
+        keys=keys, args=[new_switches_version()])
+    return DrainStart(bool(ok), None if failures is None else int(failures), bool(helper),
+                      switches)
+
+
+_DRAIN_START = """
+local ok = redis.call('EXISTS', KEYS[1])
+local failures = redis.call('GET', KEYS[2])
+local helper = 0
+if (ok == 1 or not failures or tonumber(failures) == 0)
+    and tonumber(redis.call('GET', KEYS[3]) or '0') > 0 then
+  redis.call('DECR', KEYS[3])
+  helper = 1
+end
+local switches = redis.call('GET', KEYS[4])
+if not switches then  -- none since Redis started: this one's
+  redis.call('SET', KEYS[4], ARGV[1])
+  switches = ARGV[1]
+end
+return {ok, failures, helper, switches}
+"""
 
 
 def waiter_key(destination: str) -> str:

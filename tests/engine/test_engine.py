@@ -12,12 +12,20 @@ from sqlalchemy import func, select
 
 from hub.connectors import InboundRequest, ParsedEvent
 from hub.engine.drain import drain
+from hub.engine.drain_control import (
+    answered_key,
+    drain_start,
+    failures_key,
+    offer_spread,
+    spread_key,
+)
 from hub.engine.ingest import build_item, ingest_batch
 from hub.engine.leads import get_lead
 from hub.engine.ledger import ledger
 from hub.engine.process import process_received
 from hub.engine.replay import replay_lead
-from hub.runtime import Runtime
+from hub.runtime import SWITCHES_KEY, Runtime
+from hub.store import connector_state
 from hub.store import leads as lead_store
 from hub.store import tables as t
 from tests.conftest import RuntimeFactory
@@ -172,6 +180,50 @@ def test_disabled_destination_holds_deliveries_pending(rt: Runtime) -> None:
     assert drain(rt, "jsonl").delivered == 0
     with rt.db.connect() as conn:
         assert conn.execute(select(t.deliveries.c.status)).scalar() == "pending"
+
+
+def test_a_switch_reaches_drains_of_every_process(make_runtime: RuntimeFactory) -> None:
+    """A drain reads the switches from the store only when their version in Redis changed
+    (``Runtime.switches_at``): a switch made through another runtime (the api's, here on
+    the same store and Redis) reaches the next drain of this one, both ways."""
+    worker, api = make_runtime(CONFIG), make_runtime(CONFIG)
+    ingest(worker, form("phone=%2B79161234567"))
+    process_received(worker)
+    assert drain(worker, "jsonl").delivered == 1  # read the switches (none), kept them
+    for enabled, delivered in ((False, 0), (True, 2)):  # enabled: the held lead, and this one
+        ingest(worker, form(f"phone=%2B7916123456{int(enabled)}&name={enabled}"))
+        process_received(worker)
+        with api.db.begin() as conn:  # what the admin API's switch does
+            connector_state.set_enabled(conn, "jsonl", enabled, time.time())
+        api.note_switch()
+        assert drain(worker, "jsonl").delivered == delivered
+    with worker.db.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(t.deliveries)
+                            .where(t.deliveries.c.status == "pending")).scalar_one() == 0
+
+
+def test_drain_start_takes_a_helper_offer_only_from_a_destination_that_may_have_helpers(
+    rt: Runtime,
+) -> None:
+    """One round trip: answering, failures in a row, the helper offer (taken only while
+    the destination answers or has no failures) and the switches' version (set by the
+    first drain that finds none)."""
+    rt.redis.delete(SWITCHES_KEY, spread_key("jsonl"), failures_key("jsonl"), answered_key("jsonl"))
+    first = drain_start(rt, "jsonl")
+    assert (first.answering, first.failures, first.helper) == (False, None, False)
+    assert first.switches == rt.redis.get(SWITCHES_KEY)
+    assert drain_start(rt, "jsonl").switches == first.switches
+    offer_spread(rt, "jsonl")
+    assert drain_start(rt, "jsonl").helper and not drain_start(rt, "jsonl").helper  # taken once
+    rt.redis.set(failures_key("jsonl"), 2)
+    offer_spread(rt, "jsonl")
+    failing = drain_start(rt, "jsonl")
+    assert (failing.failures, failing.helper) == (2, False)  # failing, not answering: left
+    rt.redis.set(answered_key("jsonl"), 1)
+    answering = drain_start(rt, "jsonl")
+    assert (answering.answering, answering.helper) == (True, True)
+    rt.note_switch()
+    assert drain_start(rt, "jsonl").switches != first.switches
 
 
 def test_replay_is_idempotent_per_destination(rt: Runtime) -> None:
