@@ -35,10 +35,17 @@ LEASE_S = 30.0
 BATCH = 200
 
 
+#: a claim of at most this many leads, none waiting for enrichment, is routed in the
+#: transaction that claimed it (the express path's one lead: one commit, not two)
+ONE_TRANSACTION_MAX = 8
+
+
 @dataclass
 class Processed:
     leads: list[Lead] = field(default_factory=list)
     destinations: set[str] = field(default_factory=set)
+    #: leads claimed for the caller's next call (``claim_next``), already leased to it
+    claimed: list[Any] = field(default_factory=list)
 
 
 def contact_keys(lead: Lead) -> list[str]:
@@ -79,8 +86,17 @@ class _Prepared:
     keys: list[str]
 
 
-def _prepare(rt: Runtime, row: Any, data: dict[str, Any]) -> _Prepared:
-    lead = Lead.model_validate(data)
+def _prepare(rt: Runtime, row: Any, data: dict[str, Any] | None = None) -> _Prepared:
+    """``data`` when the caller has it parsed already; else the row's JSON text is read by
+    pydantic's own parser (one pass, and no second lone-surrogate check: it refuses them),
+    with ``json.loads`` and the cleaning validator for text it refuses."""
+    if data is not None:
+        lead = Lead.model_validate(data)
+    else:
+        try:
+            lead = Lead.from_json(row.data_text)
+        except ValueError:
+            lead = Lead.model_validate(json.loads(row.data_text))
     decision = choose_route(lead, rt.config.routes, rt.config.hub.default_destinations)
     return _Prepared(row, lead, decision, contact_keys(lead))
 
@@ -140,11 +156,21 @@ def _sticky_prior(conn: Connection, p: _Prepared, assigned: dict[str, list[tuple
     return best[1] if best else None
 
 
-def _route_batch(rt: Runtime, conn: Connection, prepared: list[_Prepared], now: float) -> Processed:
+def _route_batch(rt: Runtime, conn: Connection, prepared: list[_Prepared], now: float,
+                 claim_next: int = 0) -> Processed:
     """Dedup, route, assign and create the deliveries of a batch: a handful of statements
     for the whole batch (reads first, then one executemany per table), so the write lock
-    is held for milliseconds, not for a statement or three per lead."""
+    is held for milliseconds, not for a statement or three per lead. With ``claim_next``,
+    the same transaction then claims the next batch (``Processed.claimed``)."""
     out = Processed()
+    _route_into(out, rt, conn, prepared, now)
+    if claim_next:  # last: the batch routed above is no longer waiting
+        out.claimed = claim_leads(conn, time.time(), claim_next)
+    return out
+
+
+def _route_into(out: Processed, rt: Runtime, conn: Connection, prepared: list[_Prepared],
+                now: float) -> None:
     ids = [p.lead.id for p in prepared]
     current: dict[str, Any] = {}
     for part in _chunks(ids):
@@ -158,7 +184,7 @@ def _route_batch(rt: Runtime, conn: Connection, prepared: list[_Prepared], now: 
         same = cur.data_text == p.row.data_text
         batch.append(p if same else _prepare(rt, p.row, json.loads(cur.data_text)))
     if not batch:
-        return out
+        return
 
     window_s = rt.config.hub.dedup_window_minutes * 60.0
     index = _KeyIndex()
@@ -241,7 +267,6 @@ def _route_batch(rt: Runtime, conn: Connection, prepared: list[_Prepared], now: 
     contact_store.add(conn, key_rows)
     delivery_store.add(conn, new_deliveries, now)
     lead_store.write_routed(conn, routed, now)
-    return out
 
 
 def _annotates(rt: Runtime, destination: str) -> bool:
@@ -293,22 +318,50 @@ def enrich(rt: Runtime, rows: list[Any], now: float) -> list[Any]:
     return ready
 
 
-def process_received(rt: Runtime, limit: int = BATCH) -> Processed:
+def process_received(
+    rt: Runtime, limit: int = BATCH, *, claimed: list[Any] | None = None, claim_next: int = 0,
+) -> Processed:
     """Process one batch of received leads; returns what was done (for wake-ups and hooks).
 
     Claim (one short transaction, one statement), enrich where a source asked for it (no
     transaction open during its I/O), validate and route in memory (no transaction
     either), then dedup, assign and write the batch in one short transaction
-    (``_route_batch``).
+    (``_route_batch``). A small claim that needs no enrichment is routed in the
+    transaction that claimed it.
+
+    A caller that goes on routing (``process_job``) passes ``claim_next``: the routing
+    transaction then also claims the next batch, which the caller hands back as
+    ``claimed`` (the claim's own transaction skipped). Under ``leadhub serve``'s load the
+    claims were a third of the workers' transactions on SQLite's one write lock, each a
+    turn the api's group commits waited for. The caller must route what it was handed
+    (the leases last ``LEASE_S``; a killed worker's run out, as a claim's always did).
     """
     now = time.time()
-    with rt.db.begin() as conn:
-        rows = claim_leads(conn, now, limit)
+    if claimed is None:
+        failed: Exception | None = None
+        with rt.db.begin() as conn:
+            rows = claim_leads(conn, now, limit)
+            if 0 < len(rows) <= ONE_TRANSACTION_MAX and not any(r.needs_enrichment for r in rows):
+                try:
+                    with conn.begin_nested():
+                        done = _route_batch(rt, conn, [_prepare(rt, row) for row in rows],
+                                            now, claim_next)
+                except Exception as exc:  # the claim commits: its leads wait out the lease,
+                    failed = exc  # as when it was a transaction of its own
+                else:
+                    return done
+        if failed is not None:
+            raise failed
+    else:
+        rows = claimed
     if not rows:
         return Processed()
     rows = enrich(rt, rows, now)
-    prepared = [_prepare(rt, row, json.loads(row.data_text)) for row in rows]
+    prepared = [_prepare(rt, row) for row in rows]
     if not prepared:
-        return Processed()
+        if not claim_next:
+            return Processed()
+        with rt.db.begin() as conn:
+            return Processed(claimed=claim_leads(conn, time.time(), claim_next))
     with rt.db.begin() as conn:
-        return _route_batch(rt, conn, prepared, now)
+        return _route_batch(rt, conn, prepared, now, claim_next)

@@ -1,14 +1,17 @@
 """process_received routes a whole batch in one short transaction: dedup inside the batch
 and against the store, round-robin counters advanced once per route, and a lead continued
-(by a later event) between its preparation and the write is not overwritten."""
+(by a later event) between its preparation and the write is not overwritten. A small claim
+is routed in the transaction that claimed it; a caller that goes on claims its next batch
+in its routing transaction."""
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
 from hub.connectors import InboundRequest
 from hub.engine import process
@@ -87,8 +90,9 @@ def test_a_lead_continued_after_it_was_prepared_keeps_the_new_data(
     prepare = process._prepare
     calls = []
 
-    def prepare_then_continue(rt_: Runtime, row: Any, data: Any) -> Any:
+    def prepare_then_continue(rt_: Runtime, row: Any, data: Any = None) -> Any:
         prepared = prepare(rt_, row, data)
+        data = data if data is not None else json.loads(row.data_text)
         calls.append(data.get("message"))
         if len(calls) == 1:  # an event lands meanwhile (outside the routing transaction)
             changed = {**data, "message": "called back"}
@@ -97,9 +101,71 @@ def test_a_lead_continued_after_it_was_prepared_keeps_the_new_data(
         return prepared
 
     monkeypatch.setattr(process, "_prepare", prepare_then_continue)
-    done = process_received(rt)
+    # claimed apart (as by the last routing transaction): prepared outside any transaction
+    with rt.db.begin() as conn:
+        claimed = process.claim_leads(conn, time.time())
+    done = process_received(rt, claimed=claimed)
     assert [lead.id for lead in done.leads] == [lead_id]
     row = leads(rt)[lead_id]
     assert calls == [None, "called back"]  # prepared again, inside, from the new data
     assert row.status == "routed" and row.data["message"] == "called back"
     assert row.assigned_to == "1001"
+
+
+def write_transactions(rt: Runtime) -> list[int]:
+    """A list that counts the write transactions begun on ``rt.db`` from now on."""
+    begun: list[int] = []
+    event.listen(rt.db, "begin", lambda conn: begun.append(1))
+    return begun
+
+
+def test_a_small_claim_is_routed_in_the_transaction_that_claimed_it(rt: Runtime) -> None:
+    ids = ingest(rt, "phone=89161234567&utm_source=yandex", "phone=89160000001&utm_source=yandex")
+    begun = write_transactions(rt)
+    done = process_received(rt)
+    assert [lead.id for lead in done.leads] == ids
+    assert len(begun) == 1  # claim and routing: one commit
+    rows = leads(rt)
+    assert [rows[i].status for i in ids] == ["routed", "routed"]
+    # a claim larger than ONE_TRANSACTION_MAX is prepared between two transactions
+    many = ingest(rt, *(f"phone=8916000{n:04d}&utm_source=yandex" for n in range(2, 12)))
+    begun.clear()
+    assert [lead.id for lead in process_received(rt).leads] == many
+    assert len(begun) == 2
+
+
+def test_the_routing_transaction_claims_the_next_batch(rt: Runtime) -> None:
+    first, second, third = ingest(rt, "phone=89161234567&utm_source=yandex",
+                                  "phone=89160000001&utm_source=yandex",
+                                  "phone=89160000002&utm_source=yandex")
+    begun = write_transactions(rt)
+    done = process_received(rt, limit=1, claim_next=5)
+    assert [lead.id for lead in done.leads] == [first]
+    assert [row.id for row in done.claimed] == [second, third]
+    assert len(begun) == 1
+    # leased to this caller: nobody else claims them meanwhile
+    assert process_received(rt).leads == []
+    begun.clear()
+    again = process_received(rt, claimed=done.claimed, claim_next=5)
+    assert [lead.id for lead in again.leads] == [second, third] and again.claimed == []
+    assert len(begun) == 1  # no claim of its own
+    assert {rows.status for rows in leads(rt).values()} == {"routed"}
+
+
+def test_a_small_claim_whose_routing_fails_waits_out_its_lease(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As when claim and routing were two transactions: a lead whose routing fails is not
+    claimed again at once (a poison lead would fail every job that came after it)."""
+    (lead_id,) = ingest(rt, "phone=89161234567&utm_source=yandex")
+
+    def broken(*_: Any) -> None:
+        raise RuntimeError("routing broke")
+
+    monkeypatch.setattr(process, "_route_into", broken)
+    with pytest.raises(RuntimeError, match="routing broke"):
+        process_received(rt)
+    monkeypatch.undo()
+    assert process_received(rt).leads == []  # still leased
+    row = leads(rt)[lead_id]
+    assert row.status == "received" and row.lease_until > time.time() + process.LEASE_S - 5
