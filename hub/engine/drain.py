@@ -63,9 +63,11 @@ from hub.engine.drain_control import (
 from hub.engine.limiter import RateLimiter, waiting_for_slot
 from hub.errors import DestinationPaused, PermanentError, RateLimited, RetryableError
 from hub.ids import new_id
+from hub.models import Lead
 from hub.runtime import Runtime
 from hub.store.deliveries import (
     AttemptRecord,
+    item_of,
     lease_batch,
     load_items,
     mark_sending,
@@ -190,6 +192,31 @@ def drain(
                 slot.ask_again()
         except redis.RedisError:  # the slot expires on its own
             stats.more = True
+    return stats
+
+
+def send_leased(
+    rt: Runtime, destination: str, attempt: str, rows: list[Any], leads: dict[str, Lead],
+) -> DrainStats:
+    """Send deliveries that routing leased for ``attempt`` (the api's express path,
+    ``process_received(send_now=...)``) and record the outcomes, as a drain records its
+    batch: the same request, the same record and retry schedule, the same health notes.
+
+    What a drain adds before its request is left out: its slot among the destination's
+    drains, the steady role, the rate turn (the express path only takes destinations with
+    no rate limit to speak of, healthy, breaker closed and switched on), the lease and the
+    read of the leads (done, or in hand). A 429's hold still applies: the plugin's
+    request slot waits it out. Should the process die, the lease runs out as a drain's would.
+    """
+    stats = DrainStats()
+    dest = rt.destination(destination)
+    if dest is None:
+        return stats
+    run = Drain(rt, dest, destination, time.time, stats)
+    items = [item_of(row, leads[row.lead_id], attempt) for row in rows]
+    sent: Future[tuple[list[DeliveryOutcome], list[DeliveryItem], set[str]]] = Future()
+    sent.set_result(run.attempt(items, set(), attempt))
+    run.settle(_Flight(sent, rows, attempt))
     return stats
 
 

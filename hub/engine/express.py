@@ -31,11 +31,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from hub.engine.drain import drain
-from hub.engine.drain_control import breaker_open
+from hub.engine.drain import drain, send_leased
+from hub.engine.drain_control import answered_key, breaker_key, breaker_open
 from hub.engine.jobs import notify_finished, notify_received, wake_drain, wake_process
 from hub.engine.process import process_received
-from hub.runtime import Runtime
+from hub.runtime import SWITCHES_KEY, Runtime, new_switches_version
 
 log = logging.getLogger("leadhub.express")
 
@@ -109,23 +109,68 @@ def goes_express(rt: Runtime, destination: str) -> bool:
     return not breaker_open(rt, destination)
 
 
+def send_now(rt: Runtime) -> set[str]:
+    """The destinations whose new deliveries routing may lease for the express thread to
+    send at once: switched on, no rate limit a one-lead request would cost a batch its
+    slot under, breaker closed, and answering lately (one never heard from, or failing,
+    is left to a drain, which sends it one call at a time). One Redis round trip."""
+    fast = []
+    for name in rt.config.destinations:
+        dest = rt.destination(name)
+        rate = dest.effective_limits().requests_per_second if dest is not None else 0.0
+        if dest is not None and (rate is None or rate >= MIN_DESTINATION_RATE):
+            fast.append(name)
+    if not fast:
+        return set()
+    pipe = rt.redis.pipeline(transaction=False)
+    pipe.get(SWITCHES_KEY)
+    for name in fast:
+        pipe.exists(breaker_key(name))
+        pipe.exists(answered_key(name))
+    version, *states = pipe.execute()
+    if version is None:  # none since Redis started: this one's (as ``drain_start`` does)
+        rt.redis.set(SWITCHES_KEY, new_switches_version(), nx=True)
+        version = rt.redis.get(SWITCHES_KEY)
+        if version is None:
+            return set()
+    switches = rt.switches_at(version)
+    return {name for n, name in enumerate(fast)
+            if not states[2 * n] and states[2 * n + 1] and rt.is_enabled(name, switches)}
+
+
 def deliver_now(rt: Runtime, leads: int) -> None:
-    """Route up to ``leads`` received leads and drain each destination they go to; where
-    the express path does not deliver, wake the queue as a worker would. Raises nothing:
-    whatever fails is left to a worker (leases expire; the sweep wakes it)."""
+    """Route up to ``leads`` received leads, send what routing leased for the express
+    thread (``send_now``), and drain each destination that has more; where the express
+    path does not deliver, wake the queue as a worker would. Raises nothing: whatever
+    fails is left to a worker (leases expire; the sweep wakes it).
+
+    At a steady 40 leads/s into the ``webhook`` destination a lead spent ~2 ms between
+    its routing and its request in a drain: its start (a Redis round trip), its slot,
+    steady role and rate turn (three more), the lease (a write transaction) and the read
+    of the lead just routed. Leased in the routing transaction and sent from memory, the
+    same request is recorded the same way (``send_leased``).
+    """
     # One more than handed over: a full claim means older leads wait too (routed oldest
     # first), and the worker routes the rest. A claim of exactly ``leads`` woke a process
     # job for every express lead (measured: 1.3 ms of its time, and a job for nothing).
     limit = max(1, leads) + 1
     try:
-        done = process_received(rt, limit=limit)
+        done = process_received(rt, limit=limit, send_now=send_now(rt))
     except Exception:
         log.exception("express routing failed; the queue takes over")
         wake_process(rt)
         return
     if len(done.leads) >= limit:
         wake_process(rt)
-    for dest in sorted(done.destinations):
+    for dest, leased in sorted(done.leased.items()):
+        try:
+            stats = send_leased(rt, dest, leased.attempt, leased.rows, leased.leads)
+            if stats.finished:
+                notify_finished(rt, stats.finished)
+        except Exception:
+            log.exception("express delivery to %s failed; the queue takes over", dest)
+            done.unleased.add(dest)
+    for dest in sorted((done.destinations - done.leased.keys()) | done.unleased):
         try:
             if not goes_express(rt, dest):
                 wake_drain(rt, dest)

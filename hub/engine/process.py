@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +46,20 @@ class Processed:
     destinations: set[str] = field(default_factory=set)
     #: leads claimed for the caller's next call (``claim_next``), already leased to it
     claimed: list[Any] = field(default_factory=list)
+    #: ``send_now``: the deliveries leased in the routing transaction, by destination
+    leased: dict[str, Leased] = field(default_factory=dict)
+    #: destinations given new deliveries that were not leased here (the drains' to send)
+    unleased: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Leased:
+    """Deliveries of one destination leased for ``attempt`` as they were created, with
+    their leads as routed: the caller sends them without reading either back."""
+
+    attempt: str
+    rows: list[Any]
+    leads: dict[str, Lead]
 
 
 def contact_keys(lead: Lead) -> list[str]:
@@ -157,20 +171,21 @@ def _sticky_prior(conn: Connection, p: _Prepared, assigned: dict[str, list[tuple
 
 
 def _route_batch(rt: Runtime, conn: Connection, prepared: list[_Prepared], now: float,
-                 claim_next: int = 0) -> Processed:
+                 claim_next: int = 0, send_now: Collection[str] = ()) -> Processed:
     """Dedup, route, assign and create the deliveries of a batch: a handful of statements
     for the whole batch (reads first, then one executemany per table), so the write lock
     is held for milliseconds, not for a statement or three per lead. With ``claim_next``,
-    the same transaction then claims the next batch (``Processed.claimed``)."""
+    the same transaction then claims the next batch (``Processed.claimed``); with
+    ``send_now``, it leases the new deliveries to those destinations (``Processed.leased``)."""
     out = Processed()
-    _route_into(out, rt, conn, prepared, now)
+    _route_into(out, rt, conn, prepared, now, send_now)
     if claim_next:  # last: the batch routed above is no longer waiting
         out.claimed = claim_leads(conn, time.time(), claim_next)
     return out
 
 
 def _route_into(out: Processed, rt: Runtime, conn: Connection, prepared: list[_Prepared],
-                now: float) -> None:
+                now: float, send_now: Collection[str] = ()) -> None:
     ids = [p.lead.id for p in prepared]
     current: dict[str, Any] = {}
     for part in _chunks(ids):
@@ -267,6 +282,28 @@ def _route_into(out: Processed, rt: Runtime, conn: Connection, prepared: list[_P
     contact_store.add(conn, key_rows)
     delivery_store.add(conn, new_deliveries, now)
     lead_store.write_routed(conn, routed, now)
+    _lease_new(out, rt, conn, new_deliveries, {p.lead.id: p.lead for p in batch}, send_now, now)
+
+
+def _lease_new(out: Processed, rt: Runtime, conn: Connection, new: list[NewDelivery],
+               leads: dict[str, Lead], send_now: Collection[str], now: float) -> None:
+    """Lease the new deliveries to ``send_now`` destinations, one attempt per destination,
+    for the lease a drain would take (twice the request timeout, and 10 s). A duplicate's
+    delivery is left to the drains: it may wait for its original's, or note its id."""
+    wanted: dict[str, list[str]] = {}
+    for n in new:
+        if n.destination in send_now and leads[n.lead_id].duplicate_of is None:
+            wanted.setdefault(n.destination, []).append(n.id)
+        else:
+            out.unleased.add(n.destination)
+    for name, ids in wanted.items():
+        dest = rt.destination(name)
+        if dest is None:
+            out.unleased.add(name)
+            continue
+        attempt = new_id()
+        rows = delivery_store.lease_new(conn, ids, now, dest.request_timeout_s * 2 + 10, attempt)
+        out.leased[name] = Leased(attempt, rows, {r.lead_id: leads[r.lead_id] for r in rows})
 
 
 def _annotates(rt: Runtime, destination: str) -> bool:
@@ -320,6 +357,7 @@ def enrich(rt: Runtime, rows: list[Any], now: float) -> list[Any]:
 
 def process_received(
     rt: Runtime, limit: int = BATCH, *, claimed: list[Any] | None = None, claim_next: int = 0,
+    send_now: Collection[str] = (),
 ) -> Processed:
     """Process one batch of received leads; returns what was done (for wake-ups and hooks).
 
@@ -335,6 +373,9 @@ def process_received(
     claims were a third of the workers' transactions on SQLite's one write lock, each a
     turn the api's group commits waited for. The caller must route what it was handed
     (the leases last ``LEASE_S``; a killed worker's run out, as a claim's always did).
+
+    ``send_now`` (the api's express path): destinations whose new deliveries the routing
+    transaction leases to the caller, which sends them itself (``Processed.leased``).
     """
     now = time.time()
     if claimed is None:
@@ -345,7 +386,7 @@ def process_received(
                 try:
                     with conn.begin_nested():
                         done = _route_batch(rt, conn, [_prepare(rt, row) for row in rows],
-                                            now, claim_next)
+                                            now, claim_next, send_now)
                 except Exception as exc:  # the claim commits: its leads wait out the lease,
                     failed = exc  # as when it was a transaction of its own
                 else:
@@ -364,4 +405,4 @@ def process_received(
         with rt.db.begin() as conn:
             return Processed(claimed=claim_leads(conn, time.time(), claim_next))
     with rt.db.begin() as conn:
-        return _route_batch(rt, conn, prepared, now, claim_next)
+        return _route_batch(rt, conn, prepared, now, claim_next, send_now)

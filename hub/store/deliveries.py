@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Engine, bindparam, case, insert, select, upda
 
 from hub.connectors import DeliveryItem
 from hub.engine.status import derive_status
+from hub.models import Lead
 from hub.store import StoredRow
 from hub.store import tables as t
 from hub.store.dialect import for_update, json_as_text
@@ -48,6 +49,17 @@ def lease_batch(
     return rows
 
 
+def lease_new(conn: Connection, ids: list[str], now: float, lease_s: float, attempt: str) -> list[Any]:
+    """Lease deliveries this transaction created (routing, for the api's express send)
+    for attempt ``attempt``, as ``lease_batch`` leases due ones; the rows as they were."""
+    if not ids:
+        return []
+    rows = list(conn.execute(_by_ids, {"l_ids": ids}))
+    conn.execute(_lease, {"l_ids": ids, "l_until": now + lease_s, "l_attempt": attempt,
+                          "l_now": now})
+    return rows
+
+
 def _build_due(conn: Connection) -> Any:
     q = (
         select(d)
@@ -64,6 +76,7 @@ def _build_due(conn: Connection) -> Any:
 
 
 _due = PerDialect(_build_due)
+_by_ids = select(d).where(d.c.id.in_(bindparam("l_ids", expanding=True))).order_by(d.c.id)
 _certain = (d.c.uncertain.is_(False)) & (d.c.lease_until <= 0)
 _lease = (
     update(d)
@@ -131,18 +144,22 @@ def load_items(conn: Connection, rows: list[Any], attempt: str) -> list[Delivery
     for r in rows:
         lead = leads[r.lead_id]
         dup_ext = orig_ext.get((lead.duplicate_of, r.destination)) if lead.duplicate_of else None
-        items.append(
-            DeliveryItem(
-                delivery_id=r.id,
-                idempotency_key=r.idempotency_key,
-                lead=lead,
-                uncertain=was_uncertain(r),
-                duplicate_of_external_id=dup_ext,
-                attempt_id=attempt,
-                previous_attempt_id=r.sent_attempt_id if was_uncertain(r) else None,
-            )
-        )
+        items.append(item_of(r, lead, attempt, dup_ext))
     return items
+
+
+def item_of(row: Any, lead: Lead, attempt: str, duplicate_of_external_id: str | None = None,
+            ) -> DeliveryItem:
+    """The item of a leased delivery row (as it was before the lease) and its lead."""
+    return DeliveryItem(
+        delivery_id=row.id,
+        idempotency_key=row.idempotency_key,
+        lead=lead,
+        uncertain=was_uncertain(row),
+        duplicate_of_external_id=duplicate_of_external_id,
+        attempt_id=attempt,
+        previous_attempt_id=row.sent_attempt_id if was_uncertain(row) else None,
+    )
 
 
 def originals_pending(conn: Connection, originals: Iterable[str], destination: str) -> set[str]:

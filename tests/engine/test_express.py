@@ -1,17 +1,23 @@
 """The express path (hub/engine/express.py) on a real store and Redis, in-process: what it
-delivers itself, and what it leaves to the queue."""
+delivers itself (leased as it is routed, to a destination that answers), and what it
+leaves to the drains and the queue."""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 
-from hub.engine.express import deliver_now
+from hub.engine.drain import drain
+from hub.engine.drain_control import breaker_key, note_success, open_breaker
+from hub.engine.express import deliver_now, send_now
+from hub.engine.process import process_received
 from hub.queue import PROCESS_QUEUE, destination_queue
 from hub.runtime import Runtime
 from hub.store import tables as t
+from hub.store.connector_state import set_enabled
 from plugins.amocrm.testing import FakeAmoCRM
 from tests.conftest import AMO_TOKEN, RuntimeFactory
 from tests.engine.test_engine import form, ingest
@@ -78,3 +84,88 @@ def test_express_wakes_the_process_queue_when_older_leads_wait_too(
         left = conn.execute(select(t.leads.c.id).where(t.leads.c.status == "received")).all()
     assert len(left) == 1
     assert woken(rt, PROCESS_QUEUE)
+
+
+def write_transactions(rt: Runtime) -> list[int]:
+    """A list that counts the transactions committed on ``rt.db`` from now on (reads end
+    in a rollback)."""
+    begun: list[int] = []
+    event.listen(rt.db, "commit", lambda conn: begun.append(1))
+    return begun
+
+
+def file_ids(rt: Runtime) -> list[str]:
+    path: Path = rt.destination("jsonl").file  # type: ignore[union-attr]
+    return [json.loads(line)["id"] for line in path.read_text().splitlines()]
+
+
+def answering(rt: Runtime) -> None:
+    """The file destination delivered lately (what a first drain leaves behind)."""
+    note_success(rt, "jsonl")
+
+
+def test_a_lead_to_an_answering_destination_is_leased_as_it_is_routed_and_sent_at_once(
+    make_runtime: RuntimeFactory, amo: FakeAmoCRM
+) -> None:
+    rt = make_runtime(config(amo))
+    answering(rt)
+    assert send_now(rt) == {"jsonl"}  # amoCRM's 7 requests/s: never
+    lead_id = ingest(rt, form("name=Ivan&phone=%2B79161234567")).lead_ids[0]
+    begun = write_transactions(rt)
+    deliver_now(rt, 1)
+    assert file_ids(rt) == [lead_id]
+    assert statuses(rt) == {"jsonl": "delivered", "amo": "pending"}
+    # routing (with the claim and the lease) and the record: no lease of a drain's own
+    assert len(begun) == 2
+    assert woken(rt, destination_queue("amo"), "amo")
+
+
+def test_a_destination_switched_off_broken_or_unheard_of_is_left_to_its_drain(
+    make_runtime: RuntimeFactory, amo: FakeAmoCRM
+) -> None:
+    rt = make_runtime(config(amo))
+    assert send_now(rt) == set()  # never delivered anything yet
+    note_success(rt, "jsonl")
+    assert send_now(rt) == {"jsonl"}
+    open_breaker(rt, "jsonl", 5)
+    assert send_now(rt) == set()
+    rt.redis.delete(breaker_key("jsonl"))
+    with rt.db.begin() as conn:
+        set_enabled(conn, "jsonl", False, time.time())
+    rt.note_switch()
+    assert send_now(rt) == set()
+
+
+def test_a_duplicate_is_left_to_the_drain(make_runtime: RuntimeFactory, amo: FakeAmoCRM) -> None:
+    """amoCRM notes a duplicate on its original's deal: that waits for the original's
+    delivery, which a drain knows how to do (asked to lease for amoCRM here directly)."""
+    rt = make_runtime(config(amo).replace("dedup_window_minutes = 0", "dedup_window_minutes = 30"))
+    first = ingest(rt, form("name=Ivan&phone=%2B79161234567")).lead_ids[0]
+    second = ingest(rt, form("name=Ivan+again&phone=%2B79161234567")).lead_ids[0]
+    done = process_received(rt, send_now={"jsonl", "amo"})
+    assert [row.lead_id for row in done.leased["amo"].rows] == [first]
+    assert done.unleased == {"amo"}  # the duplicate's delivery: a drain's
+    with rt.reader.connect() as conn:
+        attempts = {(r.lead_id, r.destination): r.attempt_id for r in conn.execute(
+            select(t.deliveries.c.lead_id, t.deliveries.c.destination, t.deliveries.c.attempt_id))}
+    assert attempts[(first, "amo")] == done.leased["amo"].attempt
+    assert attempts[(first, "jsonl")] == done.leased["jsonl"].attempt
+    assert attempts[(second, "amo")] is None
+
+
+def test_a_lease_taken_in_routing_and_never_sent_runs_out_and_a_drain_sends_it_once(
+    make_runtime: RuntimeFactory, amo: FakeAmoCRM
+) -> None:
+    """The api dies between the routing commit and its request: the delivery waits out
+    its lease (twice the request timeout and 10 s), then a worker's drain sends it."""
+    rt = make_runtime(config(amo))
+    answering(rt)
+    lead_id = ingest(rt, form("name=Ivan&phone=%2B79161234567")).lead_ids[0]
+    routed_at = time.time()
+    done = process_received(rt, send_now={"jsonl"})  # ... and no send_leased
+    assert done.leased["jsonl"].rows
+    timeout = rt.destination("jsonl").request_timeout_s  # type: ignore[union-attr]
+    assert drain(rt, "jsonl", clock=lambda: routed_at + timeout * 2 + 9).delivered == 0
+    stats = drain(rt, "jsonl", clock=lambda: routed_at + timeout * 2 + 11)
+    assert stats.delivered == 1
+    assert file_ids(rt) == [lead_id]
