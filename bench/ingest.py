@@ -932,8 +932,8 @@ def _main_steady(console: Any, args: argparse.Namespace, work: Path) -> int:
                 "delivered", "p50 ms", "p90 ms", "p99 ms", "max ms", "dups"):
         table.add_column(col, justify="left" if col == "target" else "right")
     table.add_row(r.target, f"{r.rate:g}", str(r.posted), str(r.errors), f"{r.answer_p50_ms:.1f}",
-                  f"{r.answer_p99_ms:.1f}", str(r.delivered), f"{r.p50_ms:.0f}", f"{r.p90_ms:.0f}",
-                  f"{r.p99_ms:.0f}", f"{r.max_ms:.0f}", str(r.duplicates))
+                  f"{r.answer_p99_ms:.1f}", str(r.delivered), f"{r.p50_ms:.1f}", f"{r.p90_ms:.1f}",
+                  f"{r.p99_ms:.1f}", f"{r.max_ms:.1f}", str(r.duplicates))
     console.print(table)
     console.print("[dim]answer: the webhook's own answer (commit included); p50..max: from the "
                   "moment the lead was posted to the moment it was in the file (tailed every "

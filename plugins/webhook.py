@@ -192,7 +192,7 @@ class WebhookDestination(Destination[WebhookConfig]):
         """
         end = time.monotonic() + self.config.timeout_s
         started: list[Future[DeliveryOutcome] | DeliveryOutcome] = []
-        for item in items:
+        for n, item in enumerate(items, start=1):
             generation = self.window.acquire(end)
             if generation is None:
                 started.append(DeliveryOutcome(item.delivery_id, error=self._not_sent()))
@@ -213,7 +213,10 @@ class WebhookDestination(Destination[WebhookConfig]):
                 self.window.release(generation, "keep")
                 started.append(DeliveryOutcome(item.delivery_id, error=self._not_sent()))
                 continue
-            started.append(self._pool.submit(self._send, item, generation, slot, end))
+            if n == len(items):  # the last one on this thread, which would only wait for it
+                started.append(self._send(item, generation, slot, end))
+            else:
+                started.append(self._pool.submit(self._send, item, generation, slot, end))
         return [s if isinstance(s, DeliveryOutcome) else s.result() for s in started]
 
     def send_report(self, report: dict[str, Any], key: str) -> None:

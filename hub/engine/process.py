@@ -171,25 +171,28 @@ def _sticky_prior(conn: Connection, p: _Prepared, assigned: dict[str, list[tuple
 
 
 def _route_batch(rt: Runtime, conn: Connection, prepared: list[_Prepared], now: float,
-                 claim_next: int = 0, send_now: Collection[str] = ()) -> Processed:
+                 claim_next: int = 0, send_now: Collection[str] = (),
+                 claimed_here: bool = False) -> Processed:
     """Dedup, route, assign and create the deliveries of a batch: a handful of statements
     for the whole batch (reads first, then one executemany per table), so the write lock
     is held for milliseconds, not for a statement or three per lead. With ``claim_next``,
     the same transaction then claims the next batch (``Processed.claimed``); with
     ``send_now``, it leases the new deliveries to those destinations (``Processed.leased``)."""
     out = Processed()
-    _route_into(out, rt, conn, prepared, now, send_now)
+    _route_into(out, rt, conn, prepared, now, send_now, claimed_here)
     if claim_next:  # last: the batch routed above is no longer waiting
         out.claimed = claim_leads(conn, time.time(), claim_next)
     return out
 
 
 def _route_into(out: Processed, rt: Runtime, conn: Connection, prepared: list[_Prepared],
-                now: float, send_now: Collection[str] = ()) -> None:
-    ids = [p.lead.id for p in prepared]
+                now: float, send_now: Collection[str] = (), claimed_here: bool = False) -> None:
     current: dict[str, Any] = {}
-    for part in _chunks(ids):
-        current.update({r.id: r for r in lead_store.lock_current(conn, part)})
+    if claimed_here:  # claimed in this transaction: as they were read, nobody wrote since
+        current = {p.lead.id: p.row for p in prepared}
+    else:
+        for part in _chunks([p.lead.id for p in prepared]):
+            current.update({r.id: r for r in lead_store.lock_current(conn, part)})
     batch: list[_Prepared] = []
     for p in prepared:
         cur = current.get(p.lead.id)
@@ -267,11 +270,12 @@ def _route_into(out: Processed, rt: Runtime, conn: Connection, prepared: list[_P
 
     existing = {(p.lead.id, d) for p in batch for d in stored_dests.get(p.lead.id, ())}
     key_rows = [ContactKey(k, p.lead.id, p.row.received_at) for p in batch for k in p.keys]
-    new_deliveries = [
+    leads = {p.lead.id: p.lead for p in batch}
+    new_deliveries = _leased_as_created(out, rt, [
         NewDelivery(new_id(), lead_id, d)
         for lead_id, dests in in_batch_dests.items()
         for d in dict.fromkeys(dests) if (lead_id, d) not in existing
-    ]
+    ], leads, send_now, now)
     routed = []
     for p in batch:
         # encoded from the model as at ingest: UTF-8 text, so the admin search finds a
@@ -282,28 +286,32 @@ def _route_into(out: Processed, rt: Runtime, conn: Connection, prepared: list[_P
     contact_store.add(conn, key_rows)
     delivery_store.add(conn, new_deliveries, now)
     lead_store.write_routed(conn, routed, now)
-    _lease_new(out, rt, conn, new_deliveries, {p.lead.id: p.lead for p in batch}, send_now, now)
 
 
-def _lease_new(out: Processed, rt: Runtime, conn: Connection, new: list[NewDelivery],
-               leads: dict[str, Lead], send_now: Collection[str], now: float) -> None:
-    """Lease the new deliveries to ``send_now`` destinations, one attempt per destination,
-    for the lease a drain would take (twice the request timeout, and 10 s). A duplicate's
-    delivery is left to the drains: it may wait for its original's, or note its id."""
-    wanted: dict[str, list[str]] = {}
+def _leased_as_created(out: Processed, rt: Runtime, new: list[NewDelivery], leads: dict[str, Lead],
+                       send_now: Collection[str], now: float) -> list[NewDelivery]:
+    """The new deliveries, those to ``send_now`` destinations leased as they are created
+    (one attempt per destination, the lease a drain would take: twice the request timeout,
+    and 10 s), and noted in ``out.leased``. A duplicate's delivery is left to the drains:
+    it may wait for its original's, or note its id."""
+    attempts: dict[str, tuple[str, float] | None] = {}
+    made = []
     for n in new:
-        if n.destination in send_now and leads[n.lead_id].duplicate_of is None:
-            wanted.setdefault(n.destination, []).append(n.id)
-        else:
+        if n.destination not in attempts:
+            dest = rt.destination(n.destination) if n.destination in send_now else None
+            attempts[n.destination] = None if dest is None else (
+                new_id(), now + dest.request_timeout_s * 2 + 10)
+        lease = attempts[n.destination]
+        if lease is None or leads[n.lead_id].duplicate_of is not None:
             out.unleased.add(n.destination)
-    for name, ids in wanted.items():
-        dest = rt.destination(name)
-        if dest is None:
-            out.unleased.add(name)
+            made.append(n)
             continue
-        attempt = new_id()
-        rows = delivery_store.lease_new(conn, ids, now, dest.request_timeout_s * 2 + 10, attempt)
-        out.leased[name] = Leased(attempt, rows, {r.lead_id: leads[r.lead_id] for r in rows})
+        attempt, until = lease
+        made.append(n._replace(lease_until=until, attempt=attempt))
+        batch = out.leased.setdefault(n.destination, Leased(attempt, [], {}))
+        batch.rows.append(delivery_store.as_added(n, now))
+        batch.leads[n.lead_id] = leads[n.lead_id]
+    return made
 
 
 def _annotates(rt: Runtime, destination: str) -> bool:
@@ -386,7 +394,7 @@ def process_received(
                 try:
                     with conn.begin_nested():
                         done = _route_batch(rt, conn, [_prepare(rt, row) for row in rows],
-                                            now, claim_next, send_now)
+                                            now, claim_next, send_now, claimed_here=True)
                 except Exception as exc:  # the claim commits: its leads wait out the lease,
                     failed = exc  # as when it was a transaction of its own
                 else:

@@ -11,6 +11,7 @@ busy ``leadhub serve`` cannot afford.
 from __future__ import annotations
 
 import logging
+from collections import namedtuple
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -49,17 +50,6 @@ def lease_batch(
     return rows
 
 
-def lease_new(conn: Connection, ids: list[str], now: float, lease_s: float, attempt: str) -> list[Any]:
-    """Lease deliveries this transaction created (routing, for the api's express send)
-    for attempt ``attempt``, as ``lease_batch`` leases due ones; the rows as they were."""
-    if not ids:
-        return []
-    rows = list(conn.execute(_by_ids, {"l_ids": ids}))
-    conn.execute(_lease, {"l_ids": ids, "l_until": now + lease_s, "l_attempt": attempt,
-                          "l_now": now})
-    return rows
-
-
 def _build_due(conn: Connection) -> Any:
     q = (
         select(d)
@@ -76,7 +66,6 @@ def _build_due(conn: Connection) -> Any:
 
 
 _due = PerDialect(_build_due)
-_by_ids = select(d).where(d.c.id.in_(bindparam("l_ids", expanding=True))).order_by(d.c.id)
 _certain = (d.c.uncertain.is_(False)) & (d.c.lease_until <= 0)
 _lease = (
     update(d)
@@ -283,22 +272,42 @@ class NewDelivery(NamedTuple):
     id: str
     lead_id: str
     destination: str
+    #: leased as it is created (the api's express send): until when, and for which attempt
+    lease_until: float = 0.0
+    attempt: str | None = None
 
 
 _add = Many(insert(d))
+#: a deliveries row with every column, as a ``select(d)`` returns it
+DeliveryRow = namedtuple("DeliveryRow", [c.key for c in d.c])  # type: ignore[misc]
 
 
 def add(conn: Connection, new: list[NewDelivery], now: float) -> None:
     """Insert pending deliveries, due now (one executemany); the idempotency key a
-    destination sees is ``<lead id>:<destination>``."""
+    destination sees is ``<lead id>:<destination>``. One with a lease is inserted leased
+    to its attempt, as ``lease_batch`` would lease it (a new item leaves no doubt: the
+    attempt is also the one to look for, ``sent_attempt_id``)."""
     if not new:
         return
     _add(conn, [
         dict(id=n.id, lead_id=n.lead_id, destination=n.destination, status="pending",
              idempotency_key=f"{n.lead_id}:{n.destination}", attempts=0, next_attempt_at=now,
-             lease_until=0.0, uncertain=False, created_at=now, updated_at=now)
+             lease_until=n.lease_until, attempt_id=n.attempt, sent_attempt_id=n.attempt,
+             uncertain=False, created_at=now, updated_at=now)
         for n in new
     ])
+
+
+def as_added(n: NewDelivery, now: float) -> Any:
+    """The row ``add`` wrote for ``n`` as it was before its lease, as ``lease_batch``
+    returns the rows it leased (what the drain's record and items read), without reading
+    it back."""
+    values: dict[str, Any] = dict.fromkeys(DeliveryRow._fields)
+    values.update(id=n.id, lead_id=n.lead_id, destination=n.destination, status="pending",
+                  idempotency_key=f"{n.lead_id}:{n.destination}", attempts=0,
+                  next_attempt_at=now, lease_until=0.0, uncertain=False, created_at=now,
+                  updated_at=now)
+    return DeliveryRow(**values)
 
 
 def destinations_of(conn: Connection, lead_id: str) -> list[str]:
