@@ -165,6 +165,8 @@ def deliver_now(rt: Runtime, leads: int) -> None:
     for dest, leased in sorted(done.leased.items()):
         try:
             stats = send_leased(rt, dest, leased.attempt, leased.rows, leased.leads)
+            if stats.more:  # it failed: the retry (due in a moment) is a drain's
+                wake_drain(rt, dest)
             if stats.finished:
                 notify_finished(rt, stats.finished)
         except Exception:

@@ -8,7 +8,7 @@ import json
 import time
 from pathlib import Path
 
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from hub.engine.drain import drain
 from hub.engine.drain_control import breaker_key, note_success, open_breaker
@@ -21,6 +21,7 @@ from hub.store.connector_state import set_enabled
 from plugins.amocrm.testing import FakeAmoCRM
 from tests.conftest import AMO_TOKEN, RuntimeFactory
 from tests.engine.test_engine import form, ingest
+from tests.engine.test_process_batch import write_transactions
 
 
 def config(amo: FakeAmoCRM) -> str:
@@ -84,14 +85,6 @@ def test_express_wakes_the_process_queue_when_older_leads_wait_too(
         left = conn.execute(select(t.leads.c.id).where(t.leads.c.status == "received")).all()
     assert len(left) == 1
     assert woken(rt, PROCESS_QUEUE)
-
-
-def write_transactions(rt: Runtime) -> list[int]:
-    """A list that counts the transactions committed on ``rt.db`` from now on (reads end
-    in a rollback)."""
-    begun: list[int] = []
-    event.listen(rt.db, "commit", lambda conn: begun.append(1))
-    return begun
 
 
 def file_ids(rt: Runtime) -> list[str]:

@@ -113,9 +113,10 @@ def test_a_lead_continued_after_it_was_prepared_keeps_the_new_data(
 
 
 def write_transactions(rt: Runtime) -> list[int]:
-    """A list that counts the write transactions begun on ``rt.db`` from now on."""
+    """A list that counts the transactions committed on ``rt.db`` from now on (reads end
+    in a rollback)."""
     begun: list[int] = []
-    event.listen(rt.db, "begin", lambda conn: begun.append(1))
+    event.listen(rt.db, "commit", lambda conn: begun.append(1))
     return begun
 
 
