@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 from hub.engine.drain import STEADY_KEEP_S, drain
 from hub.engine.drain_control import breaker_open
-from hub.engine.process import BATCH, process_received
+from hub.engine.process import process_received
 from hub.models import Lead
 from hub.plugins import notify
 from hub.queue import (
@@ -59,22 +58,20 @@ def process_job() -> int:
     total = 0
     started = time.monotonic()
     left = False
-    claimed: list[Any] | None = None  # leased to this job by its last routing transaction
     try:
         while True:
-            more = time.monotonic() - started < PROCESS_BUDGET_S
-            if not more and not claimed:
+            if time.monotonic() - started >= PROCESS_BUDGET_S:
                 left = True
                 return total
-            done = process_received(rt, claimed=claimed, claim_next=BATCH if more else 0)
+            done = process_received(rt, read_first=True)
+            if not done.leads:
+                if run.more():
+                    continue
+                return total
             total += len(done.leads)
             for dest in sorted(done.destinations):
                 wake_drain(rt, dest)
             notify_received(rt, done.leads)
-            claimed = done.claimed or None
-            # nothing was waiting when it last claimed: only a commit since can have work
-            if claimed is None and more and not run.more():
-                return total
     finally:
         if run.finish() or left:
             wake_process(rt)

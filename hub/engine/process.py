@@ -44,8 +44,6 @@ ONE_TRANSACTION_MAX = 8
 class Processed:
     leads: list[Lead] = field(default_factory=list)
     destinations: set[str] = field(default_factory=set)
-    #: leads claimed for the caller's next call (``claim_next``), already leased to it
-    claimed: list[Any] = field(default_factory=list)
     #: ``send_now``: the deliveries leased in the routing transaction, by destination
     leased: dict[str, Leased] = field(default_factory=dict)
     #: destinations given new deliveries that were not leased here (the drains' to send)
@@ -170,29 +168,33 @@ def _sticky_prior(conn: Connection, p: _Prepared, assigned: dict[str, list[tuple
     return best[1] if best else None
 
 
+#: how a routing transaction makes sure nobody else routes its leads: it re-reads (and
+#: locks) leads claimed in an earlier transaction; takes them as read, claimed in this one;
+#: or claims them now, leads read outside any transaction
+RECHECK, CLAIMED_HERE, CLAIM_NOW = "recheck", "claimed_here", "claim_now"
+
+
 def _route_batch(rt: Runtime, conn: Connection, prepared: list[_Prepared], now: float,
-                 claim_next: int = 0, send_now: Collection[str] = (),
-                 claimed_here: bool = False) -> Processed:
+                 send_now: Collection[str] = (), held: str = RECHECK) -> Processed:
     """Dedup, route, assign and create the deliveries of a batch: a handful of statements
     for the whole batch (reads first, then one executemany per table), so the write lock
-    is held for milliseconds, not for a statement or three per lead. With ``claim_next``,
-    the same transaction then claims the next batch (``Processed.claimed``); with
-    ``send_now``, it leases the new deliveries to those destinations (``Processed.leased``)."""
+    is held for milliseconds, not for a statement or three per lead. With ``send_now``,
+    it leases the new deliveries to those destinations (``Processed.leased``)."""
     out = Processed()
-    _route_into(out, rt, conn, prepared, now, send_now, claimed_here)
-    if claim_next:  # last: the batch routed above is no longer waiting
-        out.claimed = claim_leads(conn, time.time(), claim_next)
+    _route_into(out, rt, conn, prepared, now, send_now, held)
     return out
 
 
 def _route_into(out: Processed, rt: Runtime, conn: Connection, prepared: list[_Prepared],
-                now: float, send_now: Collection[str] = (), claimed_here: bool = False) -> None:
+                now: float, send_now: Collection[str], held: str) -> None:
     current: dict[str, Any] = {}
-    if claimed_here:  # claimed in this transaction: as they were read, nobody wrote since
+    if held == CLAIMED_HERE:  # claimed in this transaction: as they were read, nobody wrote since
         current = {p.lead.id: p.row for p in prepared}
     else:
         for part in _chunks([p.lead.id for p in prepared]):
-            current.update({r.id: r for r in lead_store.lock_current(conn, part)})
+            found = (lead_store.claim_ids(conn, part, now, now + LEASE_S) if held == CLAIM_NOW
+                     else lead_store.lock_current(conn, part))
+            current.update({r.id: r for r in found})
     batch: list[_Prepared] = []
     for p in prepared:
         cur = current.get(p.lead.id)
@@ -364,8 +366,7 @@ def enrich(rt: Runtime, rows: list[Any], now: float) -> list[Any]:
 
 
 def process_received(
-    rt: Runtime, limit: int = BATCH, *, claimed: list[Any] | None = None, claim_next: int = 0,
-    send_now: Collection[str] = (),
+    rt: Runtime, limit: int = BATCH, *, send_now: Collection[str] = (), read_first: bool = False,
 ) -> Processed:
     """Process one batch of received leads; returns what was done (for wake-ups and hooks).
 
@@ -375,42 +376,60 @@ def process_received(
     (``_route_batch``). A small claim that needs no enrichment is routed in the
     transaction that claimed it.
 
-    A caller that goes on routing (``process_job``) passes ``claim_next``: the routing
-    transaction then also claims the next batch, which the caller hands back as
-    ``claimed`` (the claim's own transaction skipped). Under ``leadhub serve``'s load the
-    claims were a third of the workers' transactions on SQLite's one write lock, each a
-    turn the api's group commits waited for. The caller must route what it was handed
-    (the leases last ``LEASE_S``; a killed worker's run out, as a claim's always did).
+    ``read_first`` (``process_job``): the batch is read from a reader's snapshot and
+    prepared before any transaction, and the routing transaction claims it (the leads
+    someone else took meanwhile are skipped): one write transaction per batch instead of
+    two. Under ``leadhub serve``'s load the claims were a third of the workers' write
+    transactions on SQLite's one lock, each a turn the api's group commits waited for.
+    A batch that needs enrichment, or whose routing fails, is claimed the usual way (so a
+    lead that cannot be routed waits out a lease, instead of failing every job after it).
 
     ``send_now`` (the api's express path): destinations whose new deliveries the routing
     transaction leases to the caller, which sends them itself (``Processed.leased``).
     """
     now = time.time()
-    if claimed is None:
-        failed: Exception | None = None
-        with rt.db.begin() as conn:
-            rows = claim_leads(conn, now, limit)
-            if 0 < len(rows) <= ONE_TRANSACTION_MAX and not any(r.needs_enrichment for r in rows):
-                try:
-                    with conn.begin_nested():
-                        done = _route_batch(rt, conn, [_prepare(rt, row) for row in rows],
-                                            now, claim_next, send_now, claimed_here=True)
-                except Exception as exc:  # the claim commits: its leads wait out the lease,
-                    failed = exc  # as when it was a transaction of its own
-                else:
-                    return done
-        if failed is not None:
-            raise failed
-    else:
-        rows = claimed
+    if read_first:
+        try:
+            done = _route_read_first(rt, limit, now, send_now)
+        except Exception as exc:
+            log.warning("routing a batch read first failed (%s); claiming it the usual way",
+                        type(exc).__name__)
+            done = None
+        if done is not None:
+            return done
+    failed: Exception | None = None
+    with rt.db.begin() as conn:
+        rows = claim_leads(conn, now, limit)
+        if 0 < len(rows) <= ONE_TRANSACTION_MAX and not any(r.needs_enrichment for r in rows):
+            try:
+                with conn.begin_nested():
+                    done = _route_batch(rt, conn, [_prepare(rt, row) for row in rows], now,
+                                        send_now, CLAIMED_HERE)
+            except Exception as exc:  # the claim commits: its leads wait out the lease,
+                failed = exc  # as when it was a transaction of its own
+            else:
+                return done
+    if failed is not None:
+        raise failed
     if not rows:
         return Processed()
     rows = enrich(rt, rows, now)
     prepared = [_prepare(rt, row) for row in rows]
     if not prepared:
-        if not claim_next:
-            return Processed()
-        with rt.db.begin() as conn:
-            return Processed(claimed=claim_leads(conn, time.time(), claim_next))
+        return Processed()
     with rt.db.begin() as conn:
-        return _route_batch(rt, conn, prepared, now, claim_next, send_now)
+        return _route_batch(rt, conn, prepared, now, send_now)
+
+
+def _route_read_first(rt: Runtime, limit: int, now: float, send_now: Collection[str],
+                      ) -> Processed | None:
+    """``process_received(read_first=True)``; None where the usual claim must do it."""
+    with rt.reader.connect() as conn:
+        rows = lead_store.waiting_received(conn, now, limit)
+    if not rows:
+        return Processed()
+    if any(r.needs_enrichment for r in rows):
+        return None
+    prepared = [_prepare(rt, row) for row in rows]
+    with rt.db.begin() as conn:
+        return _route_batch(rt, conn, prepared, now, send_now, CLAIM_NOW)

@@ -125,6 +125,36 @@ def claim_received(conn: Connection, now: float, limit: int, lease_until: float)
     return sorted(rows, key=lambda r: (r.received_at, r.id))
 
 
+_waiting = (
+    select(*_claim_columns())
+    .where(ld.c.status == "received", ld.c.lease_until < bindparam("c_now"))
+    .order_by(ld.c.received_at, ld.c.id)
+    .limit(bindparam("c_limit"))
+)
+
+
+def waiting_received(conn: Connection, now: float, limit: int) -> list[StoredRow]:
+    """The leads ``claim_received`` would claim, read without claiming them (a reader's
+    snapshot), with the same columns."""
+    return list(conn.execute(_waiting, {"c_now": now, "c_limit": limit}))
+
+
+_claim_ids = (
+    update(ld)
+    .where(ld.c.id.in_(bindparam("c_ids", expanding=True)), ld.c.status == "received",
+           ld.c.lease_until < bindparam("c_now"))
+    .values(lease_until=bindparam("c_until"))
+    .returning(ld.c.id, ld.c.status, json_as_text(ld.c.data).label("data_text"))
+)
+
+
+def claim_ids(conn: Connection, lead_ids: list[str], now: float, lease_until: float) -> list[StoredRow]:
+    """Lease these leads if they are still received and nobody holds them; ``id``,
+    ``status`` and ``data_text`` of those leased (what ``lock_current`` gives): the write
+    transaction's own claim of leads read outside it."""
+    return list(conn.execute(_claim_ids, {"c_ids": lead_ids, "c_now": now, "c_until": lease_until}))
+
+
 def _build_lock_current(conn: Connection) -> Any:
     q = select(ld.c.id, ld.c.status, json_as_text(ld.c.data).label("data_text")).where(
         ld.c.id.in_(bindparam("c_ids", expanding=True)))

@@ -1,8 +1,8 @@
 """process_received routes a whole batch in one short transaction: dedup inside the batch
 and against the store, round-robin counters advanced once per route, and a lead continued
 (by a later event) between its preparation and the write is not overwritten. A small claim
-is routed in the transaction that claimed it; a caller that goes on claims its next batch
-in its routing transaction."""
+is routed in the transaction that claimed it; a batch read first is claimed by the transaction that
+routes it."""
 
 from __future__ import annotations
 
@@ -101,10 +101,7 @@ def test_a_lead_continued_after_it_was_prepared_keeps_the_new_data(
         return prepared
 
     monkeypatch.setattr(process, "_prepare", prepare_then_continue)
-    # claimed apart (as by the last routing transaction): prepared outside any transaction
-    with rt.db.begin() as conn:
-        claimed = process.claim_leads(conn, time.time())
-    done = process_received(rt, claimed=claimed)
+    done = process_received(rt, read_first=True)  # prepared outside any transaction
     assert [lead.id for lead in done.leads] == [lead_id]
     row = leads(rt)[lead_id]
     assert calls == [None, "called back"]  # prepared again, inside, from the new data
@@ -135,26 +132,33 @@ def test_a_small_claim_is_routed_in_the_transaction_that_claimed_it(rt: Runtime)
     assert len(begun) == 2
 
 
-def test_the_routing_transaction_claims_the_next_batch(rt: Runtime) -> None:
-    first, second, third = ingest(rt, "phone=89161234567&utm_source=yandex",
-                                  "phone=89160000001&utm_source=yandex",
-                                  "phone=89160000002&utm_source=yandex")
-    begun = write_transactions(rt)
-    done = process_received(rt, limit=1, claim_next=5)
-    assert [lead.id for lead in done.leads] == [first]
-    assert [row.id for row in done.claimed] == [second, third]
-    assert len(begun) == 1
-    # leased to this caller: nobody else claims them meanwhile
-    assert process_received(rt).leads == []
-    begun.clear()
-    again = process_received(rt, claimed=done.claimed, claim_next=5)
-    assert [lead.id for lead in again.leads] == [second, third] and again.claimed == []
-    assert len(begun) == 1  # no claim of its own
-    assert {rows.status for rows in leads(rt).values()} == {"routed"}
-
-
-def test_a_small_claim_whose_routing_fails_waits_out_its_lease(
+def test_a_batch_read_first_is_claimed_by_its_routing_transaction(
     rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = ingest(rt, *(f"phone=8916000{n:04d}&utm_source=yandex" for n in range(12)))
+    taken = ids[5]
+    prepare = process._prepare
+
+    def prepare_while_another_claims(rt_: Runtime, row: Any, data: Any = None) -> Any:
+        if row.id == taken:  # another worker claims one of them meanwhile
+            with rt.db.begin() as conn:
+                conn.execute(update(t.leads).where(t.leads.c.id == taken)
+                             .values(lease_until=time.time() + 30))
+        return prepare(rt_, row, data)
+
+    monkeypatch.setattr(process, "_prepare", prepare_while_another_claims)
+    begun = write_transactions(rt)
+    done = process_received(rt, read_first=True)
+    assert [lead.id for lead in done.leads] == [i for i in ids if i != taken]
+    assert len(begun) == 2  # the other worker's claim, and routing: no claim of its own
+    rows = leads(rt)
+    assert rows[taken].status == "received"  # the other worker's to route
+    assert {rows[i].status for i in ids if i != taken} == {"routed"}
+
+
+@pytest.mark.parametrize("read_first", [False, True])
+def test_a_batch_whose_routing_fails_waits_out_its_lease(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch, read_first: bool
 ) -> None:
     """As when claim and routing were two transactions: a lead whose routing fails is not
     claimed again at once (a poison lead would fail every job that came after it)."""
@@ -165,8 +169,8 @@ def test_a_small_claim_whose_routing_fails_waits_out_its_lease(
 
     monkeypatch.setattr(process, "_route_into", broken)
     with pytest.raises(RuntimeError, match="routing broke"):
-        process_received(rt)
+        process_received(rt, read_first=read_first)
     monkeypatch.undo()
-    assert process_received(rt).leads == []  # still leased
+    assert process_received(rt, read_first=read_first).leads == []  # still leased
     row = leads(rt)[lead_id]
     assert row.status == "received" and row.lease_until > time.time() + process.LEASE_S - 5
