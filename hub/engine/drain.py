@@ -214,9 +214,7 @@ def send_leased(
         return stats
     run = Drain(rt, dest, destination, time.time, stats)
     items = [item_of(row, leads[row.lead_id], attempt) for row in rows]
-    sent: Future[tuple[list[DeliveryOutcome], list[DeliveryItem], set[str]]] = Future()
-    sent.set_result(run.attempt(items, set(), attempt))
-    run.settle(_Flight(sent, rows, attempt))
+    run.record(rows, attempt, *run.attempt(items, set(), attempt))
     return stats
 
 
@@ -378,13 +376,18 @@ class Drain:
 
     def settle(self, flight: _Flight) -> bool:
         """Record a call's outcomes; False when the drain should give its worker back."""
-        outcomes, deferred, unsent = flight.future.result()
+        return self.record(flight.rows, flight.attempt, *flight.future.result())
+
+    def record(self, rows: list[Any], attempt: str, outcomes: list[DeliveryOutcome],
+               deferred: list[DeliveryItem], unsent: set[str]) -> bool:
+        """Record what ``attempt`` did with ``rows`` (leased as they were), and tell the
+        shared state; False when the drain should give its worker back."""
         self.sent_ok = any(o.error is None for o in outcomes)
         answered_before, _ = health(self.rt, self.name)
         record = self.build_record(
-            {r.id: r for r in flight.rows}, outcomes, deferred, unsent,
+            {r.id: r for r in rows}, outcomes, deferred, unsent,
             quick=answered_before or self.sent_ok, now=self.clock())
-        record_attempt(self.rt.db, record, flight.attempt, self.clock())
+        record_attempt(self.rt.db, record, attempt, self.clock())
         return self.after(outcomes, answered_before)
 
     # ------------------------------------------------------------ one attempt

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, TypeAlias
 
 from sqlalchemy import Connection
 
@@ -171,22 +171,19 @@ def _sticky_prior(conn: Connection, p: _Prepared, assigned: dict[str, list[tuple
 #: how a routing transaction makes sure nobody else routes its leads: it re-reads (and
 #: locks) leads claimed in an earlier transaction; takes them as read, claimed in this one;
 #: or claims them now, leads read outside any transaction
-RECHECK, CLAIMED_HERE, CLAIM_NOW = "recheck", "claimed_here", "claim_now"
+Held: TypeAlias = Literal["recheck", "claimed_here", "claim_now"]
+RECHECK: Held = "recheck"
+CLAIMED_HERE: Held = "claimed_here"
+CLAIM_NOW: Held = "claim_now"
 
 
 def _route_batch(rt: Runtime, conn: Connection, prepared: list[_Prepared], now: float,
-                 send_now: Collection[str] = (), held: str = RECHECK) -> Processed:
+                 send_now: Collection[str] = (), held: Held = RECHECK) -> Processed:
     """Dedup, route, assign and create the deliveries of a batch: a handful of statements
     for the whole batch (reads first, then one executemany per table), so the write lock
     is held for milliseconds, not for a statement or three per lead. With ``send_now``,
     it leases the new deliveries to those destinations (``Processed.leased``)."""
     out = Processed()
-    _route_into(out, rt, conn, prepared, now, send_now, held)
-    return out
-
-
-def _route_into(out: Processed, rt: Runtime, conn: Connection, prepared: list[_Prepared],
-                now: float, send_now: Collection[str], held: str) -> None:
     current: dict[str, Any] = {}
     if held == CLAIMED_HERE:  # claimed in this transaction: as they were read, nobody wrote since
         current = {p.lead.id: p.row for p in prepared}
@@ -204,7 +201,7 @@ def _route_into(out: Processed, rt: Runtime, conn: Connection, prepared: list[_P
         same = cur.data_text == p.row.data_text
         batch.append(p if same else _prepare(rt, p.row, json.loads(cur.data_text)))
     if not batch:
-        return
+        return out
 
     window_s = rt.config.hub.dedup_window_minutes * 60.0
     index = _KeyIndex()
@@ -288,6 +285,7 @@ def _route_into(out: Processed, rt: Runtime, conn: Connection, prepared: list[_P
     contact_store.add(conn, key_rows)
     delivery_store.add(conn, new_deliveries, now)
     lead_store.write_routed(conn, routed, now)
+    return out
 
 
 def _leased_as_created(out: Processed, rt: Runtime, new: list[NewDelivery], leads: dict[str, Lead],

@@ -289,24 +289,23 @@ def add(conn: Connection, new: list[NewDelivery], now: float) -> None:
     attempt is also the one to look for, ``sent_attempt_id``)."""
     if not new:
         return
-    _add(conn, [
-        dict(id=n.id, lead_id=n.lead_id, destination=n.destination, status="pending",
-             idempotency_key=f"{n.lead_id}:{n.destination}", attempts=0, next_attempt_at=now,
-             lease_until=n.lease_until, attempt_id=n.attempt, sent_attempt_id=n.attempt,
-             uncertain=False, created_at=now, updated_at=now)
-        for n in new
-    ])
+    _add(conn, [{**_values(n, now), "lease_until": n.lease_until, "attempt_id": n.attempt,
+                 "sent_attempt_id": n.attempt} for n in new])
+
+
+def _values(n: NewDelivery, now: float) -> dict[str, Any]:
+    """What ``add`` writes for ``n``, its lease aside."""
+    return dict(id=n.id, lead_id=n.lead_id, destination=n.destination, status="pending",
+                idempotency_key=f"{n.lead_id}:{n.destination}", attempts=0, next_attempt_at=now,
+                uncertain=False, created_at=now, updated_at=now)
 
 
 def as_added(n: NewDelivery, now: float) -> Any:
     """The row ``add`` wrote for ``n`` as it was before its lease, as ``lease_batch``
     returns the rows it leased (what the drain's record and items read), without reading
-    it back."""
+    it back: every other column is NULL, as the insert left it."""
     values: dict[str, Any] = dict.fromkeys(DeliveryRow._fields)
-    values.update(id=n.id, lead_id=n.lead_id, destination=n.destination, status="pending",
-                  idempotency_key=f"{n.lead_id}:{n.destination}", attempts=0,
-                  next_attempt_at=now, lease_until=0.0, uncertain=False, created_at=now,
-                  updated_at=now)
+    values.update(_values(n, now), lease_until=0.0)
     return DeliveryRow(**values)
 
 

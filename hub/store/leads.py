@@ -101,13 +101,18 @@ def _claim_columns() -> list[Any]:
     return [c for c in ld.c if c.name != "data"] + [json_as_text(ld.c.data).label("data_text")]
 
 
-def _build_claim(conn: Connection) -> Any:
-    pick = (
-        select(ld.c.id)
+def _waiting_select(*columns: Any) -> Any:
+    """Received leads nobody holds, oldest first, at most ``c_limit`` of them."""
+    return (
+        select(*columns)
         .where(ld.c.status == "received", ld.c.lease_until < bindparam("c_now"))
         .order_by(ld.c.received_at, ld.c.id)
         .limit(bindparam("c_limit"))
     )
+
+
+def _build_claim(conn: Connection) -> Any:
+    pick = _waiting_select(ld.c.id)
     return (
         update(ld)
         .where(ld.c.id.in_(for_update(conn, pick, skip_locked=True).scalar_subquery()))
@@ -125,12 +130,7 @@ def claim_received(conn: Connection, now: float, limit: int, lease_until: float)
     return sorted(rows, key=lambda r: (r.received_at, r.id))
 
 
-_waiting = (
-    select(*_claim_columns())
-    .where(ld.c.status == "received", ld.c.lease_until < bindparam("c_now"))
-    .order_by(ld.c.received_at, ld.c.id)
-    .limit(bindparam("c_limit"))
-)
+_waiting = _waiting_select(*_claim_columns())
 
 
 def waiting_received(conn: Connection, now: float, limit: int) -> list[StoredRow]:

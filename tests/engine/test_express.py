@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from hub.engine.drain import drain
 from hub.engine.drain_control import breaker_key, note_success, open_breaker
-from hub.engine.express import deliver_now, send_now
+from hub.engine.express import deliver_now, express_destinations
 from hub.engine.process import process_received
 from hub.queue import PROCESS_QUEUE, destination_queue
 from hub.runtime import Runtime
@@ -102,7 +102,7 @@ def test_a_lead_to_an_answering_destination_is_leased_as_it_is_routed_and_sent_a
 ) -> None:
     rt = make_runtime(config(amo))
     answering(rt)
-    assert send_now(rt) == {"jsonl"}  # amoCRM's 7 requests/s: never
+    assert express_destinations(rt) == {"jsonl"}  # amoCRM's 7 requests/s: never
     lead_id = ingest(rt, form("name=Ivan&phone=%2B79161234567")).lead_ids[0]
     begun = write_transactions(rt)
     deliver_now(rt, 1)
@@ -117,16 +117,16 @@ def test_a_destination_switched_off_broken_or_unheard_of_is_left_to_its_drain(
     make_runtime: RuntimeFactory, amo: FakeAmoCRM
 ) -> None:
     rt = make_runtime(config(amo))
-    assert send_now(rt) == set()  # never delivered anything yet
+    assert express_destinations(rt) == set()  # never delivered anything yet
     note_success(rt, "jsonl")
-    assert send_now(rt) == {"jsonl"}
+    assert express_destinations(rt) == {"jsonl"}
     open_breaker(rt, "jsonl", 5)
-    assert send_now(rt) == set()
+    assert express_destinations(rt) == set()
     rt.redis.delete(breaker_key("jsonl"))
     with rt.db.begin() as conn:
         set_enabled(conn, "jsonl", False, time.time())
     rt.note_switch()
-    assert send_now(rt) == set()
+    assert express_destinations(rt) == set()
 
 
 def test_a_duplicate_is_left_to_the_drain(make_runtime: RuntimeFactory, amo: FakeAmoCRM) -> None:

@@ -167,7 +167,7 @@ def test_a_batch_whose_routing_fails_waits_out_its_lease(
     def broken(*_: Any) -> None:
         raise RuntimeError("routing broke")
 
-    monkeypatch.setattr(process, "_route_into", broken)
+    monkeypatch.setattr(process, "_route_batch", broken)
     with pytest.raises(RuntimeError, match="routing broke"):
         process_received(rt, read_first=read_first)
     monkeypatch.undo()
