@@ -45,14 +45,18 @@ PROCESS_BUDGET_S = 0.5  # a process job yields after this, so drains get the wor
 
 
 def process_job() -> int:
-    """Route received leads, batch by batch, for at most ``PROCESS_BUDGET_S``; wake the
-    drains it gave work to. Under a steady load there is always another lead to route: a
+    """Route received leads, batch by batch, for at most ``PROCESS_BUDGET_S``; send what
+    routing leased to fast destinations on threads of this process (``RoutedSends``) and
+    wake the drains of the rest. Under a steady load there is always another lead to route: a
     job that looped until none was left kept ``leadhub serve``'s one worker from ever
     running a drain (on PostgreSQL nothing was delivered while the load lasted). With work
     left it wakes its own queue again, behind the drains it woke. While it runs it takes
     the queue's wake-ups (``RunningJob``): a commit meanwhile makes it look once more
     rather than start a job of its own."""
+    from hub.engine.express import routed_sends  # express imports this module
+
     rt = current()
+    sends = routed_sends(rt)
     run = RunningJob(rt.redis, PROCESS_QUEUE)
     run.start()
     total = 0
@@ -63,13 +67,14 @@ def process_job() -> int:
             if time.monotonic() - started >= PROCESS_BUDGET_S:
                 left = True
                 return total
-            done = process_received(rt, read_first=True)
+            done = process_received(rt, read_first=True, send_now=sends.destinations())
             if not done.leads:
                 if run.more():
                     continue
                 return total
             total += len(done.leads)
-            for dest in sorted(done.destinations):
+            sends.submit(done.leased)
+            for dest in sorted(done.for_drains()):
                 wake_drain(rt, dest)
             notify_received(rt, done.leads)
     finally:

@@ -49,6 +49,11 @@ class Processed:
     #: destinations given new deliveries that were not leased here (the drains' to send)
     unleased: set[str] = field(default_factory=set)
 
+    def for_drains(self) -> set[str]:
+        """The destinations whose drains have new work: all that got deliveries, less those
+        whose deliveries were all leased here."""
+        return (self.destinations - self.leased.keys()) | self.unleased
+
 
 @dataclass
 class Leased:
@@ -292,21 +297,25 @@ def _leased_as_created(out: Processed, rt: Runtime, new: list[NewDelivery], lead
                        send_now: Collection[str], now: float) -> list[NewDelivery]:
     """The new deliveries, those to ``send_now`` destinations leased as they are created
     (one attempt per destination, the lease a drain would take: twice the request timeout,
-    and 10 s), and noted in ``out.leased``. A duplicate's delivery is left to the drains:
-    it may wait for its original's, or note its id."""
-    attempts: dict[str, tuple[str, float] | None] = {}
+    and 10 s; at most the destination's batch size, as a drain leases), and noted in
+    ``out.leased``. A duplicate's delivery is left to the drains: it may wait for its
+    original's, or note its id. So is what is beyond the batch size."""
+    attempts: dict[str, tuple[str, float, int] | None] = {}
     made = []
     for n in new:
         if n.destination not in attempts:
             dest = rt.destination(n.destination) if n.destination in send_now else None
             attempts[n.destination] = None if dest is None else (
-                new_id(), now + dest.request_timeout_s * 2 + 10)
+                new_id(), now + dest.request_timeout_s * 2 + 10,
+                dest.effective_limits().batch_size)
         lease = attempts[n.destination]
-        if lease is None or leads[n.lead_id].duplicate_of is not None:
+        leased = out.leased.get(n.destination)
+        if (lease is None or leads[n.lead_id].duplicate_of is not None
+                or (leased is not None and len(leased.rows) >= lease[2])):
             out.unleased.add(n.destination)
             made.append(n)
             continue
-        attempt, until = lease
+        attempt, until, _size = lease
         made.append(n._replace(lease_until=until, attempt=attempt))
         batch = out.leased.setdefault(n.destination, Leased(attempt, [], {}))
         batch.rows.append(delivery_store.as_added(n, now))

@@ -5,19 +5,22 @@ leaves to the drains and the queue."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
 from sqlalchemy import select
 
+from hub.engine import jobs
 from hub.engine.drain import drain
 from hub.engine.drain_control import breaker_key, note_success, open_breaker
-from hub.engine.express import deliver_now, express_destinations
+from hub.engine.express import RoutedSends, deliver_now, express_destinations, routed_sends
 from hub.engine.process import process_received
 from hub.queue import PROCESS_QUEUE, destination_queue
-from hub.runtime import Runtime
+from hub.runtime import Runtime, set_current
 from hub.store import tables as t
 from hub.store.connector_state import set_enabled
+from hub.testing.fakeserver import FakeServer, RecordedRequest, Response
 from plugins.amocrm.testing import FakeAmoCRM
 from tests.conftest import AMO_TOKEN, RuntimeFactory
 from tests.engine.test_engine import form, ingest
@@ -162,3 +165,95 @@ def test_a_lease_taken_in_routing_and_never_sent_runs_out_and_a_drain_sends_it_o
     stats = drain(rt, "jsonl", clock=lambda: routed_at + timeout * 2 + 11)
     assert stats.delivered == 1
     assert file_ids(rt) == [lead_id]
+
+
+def test_the_process_job_sends_what_it_routed_to_a_fast_destination_on_threads_of_its_own(
+    make_runtime: RuntimeFactory, amo: FakeAmoCRM
+) -> None:
+    """Under load the worker sends the batch it routed, leased in the routing transaction,
+    instead of waking a drain job to lease and read it again; amoCRM's batches stay the
+    drain's."""
+    rt = make_runtime(config(amo))
+    answering(rt)
+    ids = [ingest(rt, form(f"name=Ivan&phone=%2B7916123456{n}")).lead_ids[0] for n in range(3)]
+    set_current(rt)
+    try:
+        assert jobs.process_job() == 3
+    finally:
+        set_current(None)
+    assert routed_sends(rt).wait(10)
+    assert sorted(file_ids(rt)) == sorted(ids)
+    with rt.reader.connect() as conn:
+        rows = list(conn.execute(select(t.deliveries.c.destination, t.deliveries.c.status,
+                                        t.deliveries.c.attempts)))
+    assert sorted((r.status, r.attempts) for r in rows if r.destination == "jsonl") == \
+        [("delivered", 1)] * 3
+    assert {r.status for r in rows if r.destination == "amo"} == {"pending"}
+    assert woken(rt, destination_queue("amo"), "amo")
+    assert not woken(rt, destination_queue("jsonl"), "jsonl"), "nothing left for its drain"
+
+
+def hook_config(url: str, extra: str = "") -> str:
+    return f"""
+[hub]
+default_region = "RU"
+default_destinations = ["hook"]
+
+[sources.site_form]
+plugin = "webform"
+
+[destinations.hook]
+plugin = "webhook"
+url = "{url}"
+{extra}
+"""
+
+
+def test_routing_leases_at_most_a_batch_for_a_direct_send_and_leaves_the_rest_to_the_drain(
+    make_runtime: RuntimeFactory,
+) -> None:
+    # 60 requests/s within a 0.05 s timeout: one lead per lease (plugins/webhook.py)
+    rt = make_runtime(hook_config("http://127.0.0.1:9/hook",
+                                  "requests_per_second = 60\ntimeout_s = 0.05"))
+    assert rt.destination("hook").effective_limits().batch_size == 1  # type: ignore[union-attr]
+    for n in range(3):
+        ingest(rt, form(f"name=Ivan&phone=%2B7916123456{n}"))
+    done = process_received(rt, send_now={"hook"})
+    assert len(done.leads) == 3
+    assert len(done.leased["hook"].rows) == 1
+    assert done.for_drains() == {"hook"}
+
+
+def test_a_destination_whose_sends_are_all_in_the_air_is_left_to_its_drains(
+    make_runtime: RuntimeFactory,
+) -> None:
+    """A receiver that holds its requests holds up the worker's send threads, not its
+    routing: while the destination's sends are in the air, its new deliveries are the
+    drains'."""
+    release = threading.Event()
+
+    def held(_req: RecordedRequest, _params: dict[str, str]) -> Response:
+        release.wait(10)
+        return Response.json({"ok": True})
+
+    with FakeServer() as receiver:
+        receiver.add_route("POST", "/hook", held)
+        rt = make_runtime(hook_config(f"{receiver.base_url}/hook"))
+        note_success(rt, "hook")
+        sends = RoutedSends(rt, per_destination=1)
+        assert sends.destinations() == {"hook"}
+        lead_id = ingest(rt, form("name=Ivan&phone=%2B79161234567")).lead_ids[0]
+        done = process_received(rt, send_now=sends.destinations())
+        started = time.monotonic()
+        sends.submit(done.leased)
+        assert time.monotonic() - started < 1, "submit returns while the receiver holds it"
+        assert sends.destinations() == set()
+        second = ingest(rt, form("name=Petr&phone=%2B79161234568")).lead_ids[0]
+        later = process_received(rt, send_now=sends.destinations())
+        assert not later.leased and later.for_drains() == {"hook"}
+        release.set()
+        assert sends.wait(10)
+        assert sends.destinations() == {"hook"}
+        assert drain(rt, "hook").delivered == 1  # the second lead: the drain's
+        got = [json.loads(r.body)["id"] for r in receiver.requests]
+        assert sorted(got) == sorted([lead_id, second])
