@@ -55,6 +55,8 @@ class Runtime:
     #: the admin switches as last read from the store, with the ``SWITCHES_KEY`` version
     #: they were read at (``switches_at``)
     _switches: tuple[bytes, dict[str, bool]] | None = None
+    #: admin switches this process flipped (``note_switch``): what it cached about them is old
+    switch_notes: int = 0
 
     @property
     def reader(self) -> Engine:
@@ -155,6 +157,7 @@ class Runtime:
         """After an admin switch is committed: every process reads the switches again
         (a new ``SWITCHES_KEY`` version). Raises ``redis.RedisError``."""
         self._switches = None
+        self.switch_notes += 1
         self.redis.set(SWITCHES_KEY, new_switches_version())
 
     def is_enabled(self, name: str, overrides: dict[str, bool] | None = None) -> bool:

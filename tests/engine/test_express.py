@@ -14,7 +14,13 @@ from sqlalchemy import select
 from hub.engine import jobs
 from hub.engine.drain import drain
 from hub.engine.drain_control import breaker_key, note_success, open_breaker
-from hub.engine.express import RoutedSends, deliver_now, express_destinations, routed_sends
+from hub.engine.express import (
+    Recent,
+    RoutedSends,
+    deliver_now,
+    express_destinations,
+    routed_sends,
+)
 from hub.engine.process import process_received
 from hub.queue import PROCESS_QUEUE, destination_queue
 from hub.runtime import Runtime, set_current
@@ -257,3 +263,20 @@ def test_a_destination_whose_sends_are_all_in_the_air_is_left_to_its_drains(
         assert drain(rt, "hook").delivered == 1  # the second lead: the drain's
         got = [json.loads(r.body)["id"] for r in receiver.requests]
         assert sorted(got) == sorted([lead_id, second])
+
+
+def test_recent_reads_the_express_destinations_again_after_a_while_or_a_switch_of_this_process(
+    make_runtime: RuntimeFactory, amo: FakeAmoCRM
+) -> None:
+    rt = make_runtime(config(amo))
+    answering(rt)
+    recent, fresh = Recent(rt, fresh_s=3600), Recent(rt, fresh_s=0)
+    assert recent() == fresh() == {"jsonl"}
+    open_breaker(rt, "jsonl", 5)
+    assert fresh() == set()
+    assert recent() == {"jsonl"}, "read a moment ago: used again (Redis is not asked)"
+    rt.redis.delete(breaker_key("jsonl"))
+    with rt.db.begin() as conn:
+        set_enabled(conn, "jsonl", False, time.time())
+    rt.note_switch()
+    assert recent() == set(), "this process flipped a switch: read again at once"
