@@ -285,6 +285,8 @@ class RoutedSends:
         try:
             if not send_routed(self.rt, destination, batch):
                 wake_drain(self.rt, destination)
+        except Exception:  # the wake-up (Redis): the sweep wakes the drain when leases run out
+            log.exception("waking the drain of %s failed", destination)
         finally:
             with self._lock:
                 self._busy[destination] -= 1
