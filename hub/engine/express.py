@@ -27,9 +27,10 @@ destinations (up to a batch each) and hands them to threads of its own, then rou
 A drain job per routed batch had been an RQ job, four Redis round trips, a lease
 transaction on SQLite's one write lock and a second validation of every lead: under
 ``leadhub serve``'s full load into the file destination (``bench/ingest.py --serve``,
-alternated runs) the server's CPU per accepted lead went 0.67 → 0.58 ms and the accepted
-rate up 8-20 %. On threads, a receiver that hangs until its timeout holds up one send, not
-the routing of every other destination's leads; while ``PER_DESTINATION`` sends of a
+alternated runs) the server's CPU per accepted lead went 0.87 → 0.73-0.75 ms in two runs
+of three (0.65-0.69 → 0.54-0.62 in another sitting), the accepted rate up 8-20 %. On
+threads, a receiver that hangs until its timeout holds up one send, not the routing of
+every other destination's leads; while ``PER_DESTINATION`` sends of a
 destination are in the air, routing leaves its new deliveries to the drains.
 """
 
