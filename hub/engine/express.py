@@ -42,7 +42,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Collection
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from hub.engine.drain import drain, send_leased
@@ -256,31 +256,26 @@ class RoutedSends:
         self.per_destination = per_destination
         self.fast = Recent(rt)
         self._pool = ThreadPoolExecutor(threads, "leadhub-send")
-        self._lock = threading.Lock()
-        self._busy: Counter[str] = Counter()
-        self._futures: set[Future[None]] = set()
+        self._cond = threading.Condition()
+        self._busy: Counter[str] = Counter()  # sends in the air, by destination
 
     def destinations(self) -> set[str]:
         """Where routing may lease new deliveries for these threads to send now: the
         express destinations (``express_destinations``, as read lately: ``Recent``), less
         those with all their sends in the air."""
         fast = self.fast()
-        with self._lock:
+        with self._cond:
             return {d for d in fast if self._busy[d] < self.per_destination}
 
     def submit(self, leased: dict[str, Leased]) -> None:
         """Send each destination's leased deliveries on a thread; returns at once."""
         for dest, batch in sorted(leased.items()):
-            with self._lock:
+            with self._cond:
                 self._busy[dest] += 1
             try:
-                future = self._pool.submit(self._send, dest, batch)
+                self._pool.submit(self._send, dest, batch)
             except RuntimeError:  # shut down (the process exits): send it here
                 self._send(dest, batch)
-                continue
-            with self._lock:
-                self._futures.add(future)
-            future.add_done_callback(self._forget)
 
     def _send(self, destination: str, batch: Leased) -> None:
         try:
@@ -289,18 +284,14 @@ class RoutedSends:
         except Exception:  # the wake-up (Redis): the sweep wakes the drain when leases run out
             log.exception("waking the drain of %s failed", destination)
         finally:
-            with self._lock:
+            with self._cond:
                 self._busy[destination] -= 1
-
-    def _forget(self, future: Future[None]) -> None:
-        with self._lock:
-            self._futures.discard(future)
+                self._cond.notify_all()
 
     def wait(self, timeout_s: float | None = None) -> bool:
         """Wait for the sends in the air; True when none is left."""
-        with self._lock:
-            futures = set(self._futures)
-        return not wait(futures, timeout=timeout_s).not_done
+        with self._cond:
+            return self._cond.wait_for(lambda: not any(self._busy.values()), timeout_s)
 
 
 _SENDS: RoutedSends | None = None
