@@ -56,6 +56,7 @@ ADMIN_TOKEN = "bench-admin-token"
 AMO_TOKEN = "long-lived-token"
 WORKERS = 4
 BATCH = 50  # amoCRM: leads per leads/complex call
+SERVE_OPTIONS: list[str] = []  # extra ``leadhub serve`` options (``--worker-nice``)
 HEADERS = {"content-type": "application/x-www-form-urlencoded", "accept": "application/json"}
 
 DRAIN_CONFIG = """\
@@ -298,7 +299,7 @@ def cluster(config_text: str, work: Path, database_url: str,
     try:
         hub.start_redis()
         if serve:
-            hub.start_serve()
+            hub.start_serve(*SERVE_OPTIONS)
         else:
             hub.start_api()
             for _ in range(WORKERS):
@@ -573,8 +574,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database-url", default="",
                         help="PostgreSQL server (postgresql://user@host/db): each run gets a "
                         "fresh database there; default SQLite in a temporary directory")
+    parser.add_argument("--worker-nice", type=int, metavar="N",
+                        help="latency under serve: pass --worker-nice N (default: serve's own)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directories")
     args = parser.parse_args(argv)
+    if args.worker_nice is not None:
+        SERVE_OPTIONS[:] = ["--worker-nice", str(args.worker_nice)]
 
     from rich.console import Console
     from rich.table import Table

@@ -670,7 +670,8 @@ class ServeHub:
         log = open(self.work / "serve.log", "ab")  # noqa: SIM115 - owned by the process
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hub.cli", "serve", "--config", str(self.config),
-             "--port", str(self.port)],
+             "--port", str(self.port),
+             *([] if self.args.worker_nice is None else ["--worker-nice", str(self.args.worker_nice)])],
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT)
         _wait_http(f"{self.base}/readyz", self.proc, "leadhub serve to be ready")
 
@@ -885,6 +886,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="instead: post RATE leads/s to `leadhub serve` for --duration s and "
                         "report webhook -> destination latency")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of --steady load")
+    parser.add_argument("--worker-nice", type=int, metavar="N",
+                        help="serve: pass --worker-nice N (default: serve's own, 10; 0 runs "
+                        "the workers at the api's priority)")
     parser.add_argument("--drain-timeout", type=float, default=300.0,
                         help="how long to wait for every accepted lead to be delivered")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data directory")

@@ -122,11 +122,12 @@ class HubCluster:
             raise RuntimeError(f"api exited with {self.api.returncode}; see {self.logs / 'api.log'}")
         return httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200
 
-    def start_serve(self) -> str:
+    def start_serve(self, *options: str) -> str:
         """``leadhub serve`` (api, workers and scheduler in one command, with its defaults,
-        as the README runs it) in the place of the api; ``stop`` ends it like the api."""
+        as the README runs it, or these ``options``) in the place of the api; ``stop`` ends
+        it like the api."""
         self.port = self.port or free_port()
-        self.api = self._spawn("serve", "serve", "--port", str(self.port))
+        self.api = self._spawn("serve", "serve", "--port", str(self.port), *options)
         wait_until(self._ready, 60, 0.1, "leadhub serve to answer /healthz")
         return self.base_url
 
