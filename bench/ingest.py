@@ -8,7 +8,9 @@ In one run on one machine:
 
 1. a bare FastAPI app (uvicorn, one process) whose handler only does
    ``await request.form()`` and answers a small JSON: the ceiling of "FastAPI + form";
-2. a real ``leadhub api`` (one process; SQLite under a temporary data_dir, or the
+2. a real ``leadhub api`` as it runs when not told how many processes (two on a machine
+   with two cores or more, ``hub.cli.default_api_processes``; ``--api-processes 1,2``
+   measures each count given; SQLite under a temporary data_dir, or the
    PostgreSQL of ``--database-url``; an embedded Redis started here) with one webform
    source and the file destination, and NO worker: what is measured is the ingest path,
    i.e. the raw request and the lead committed before each answer;
@@ -873,8 +875,9 @@ def main(argv: list[str] | None = None) -> int:
                         "in a temporary directory. Leads are counted by source, so an existing "
                         "database works.")
     parser.add_argument("--api-processes", type=lambda v: [int(n) for n in v.split(",")],
-                        default=[1], metavar="N[,N...]",
-                        help="measure `leadhub api --processes N` for each N (default 1)")
+                        default=None, metavar="N[,N...]",
+                        help="measure `leadhub api --processes N` for each N (default: as "
+                        "`leadhub api` runs when not told, 2 processes on 2 cores or more)")
     parser.add_argument("--only", choices=["bare", "hub", "serve"], help="run one target only")
     parser.add_argument("--serve", action="store_true",
                         help="also measure `leadhub serve` (api + worker + scheduler) delivering "
@@ -965,7 +968,9 @@ def _main_load(console: Any, args: argparse.Namespace, work: Path) -> int:
         console.print("bare endpoint ...")
         rows.append(bench_bare(args))
     if args.only in (None, "hub"):
-        for n in args.api_processes:
+        from hub.cli import default_api_processes
+
+        for n in args.api_processes or [default_api_processes()]:
             console.print(f"LeadHub api, {n} process(es) ...")
             hub_row, check = bench_hub(args, work, n)
             rows.append(hub_row)

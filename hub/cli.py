@@ -38,6 +38,8 @@ HostOpt = Annotated[str, typer.Option(envvar="LEADHUB_HOST", help="Address to li
 PortOpt = Annotated[int, typer.Option(envvar="LEADHUB_PORT", help="Port to listen on.")]
 #: ``leadhub serve``'s workers: how much lower their CPU priority is than the api's (nice)
 WORKER_NICE = 10
+#: ``leadhub api``'s processes at most, when not told (``default_api_processes``)
+API_PROCESSES = 2
 
 
 class Format(str, Enum):
@@ -168,9 +170,10 @@ def api(
     config: ConfigOpt = None,
     host: HostOpt = "127.0.0.1",
     port: PortOpt = 8000,
-    processes: Annotated[int, typer.Option(
-        envvar="LEADHUB_API_PROCESSES", min=1,
-        help="API processes sharing the port (one core each; they share only the store).")] = 1,
+    processes: Annotated[int | None, typer.Option(
+        envvar="LEADHUB_API_PROCESSES", min=1, show_default=False,
+        help="API processes sharing the port (one core each; they share only the store). "
+             "Default: 2 where this process may use two cores or more, else 1.")] = None,
     fd: Annotated[int | None, typer.Option(hidden=True, help="Serve on this inherited socket.")] = None,
 ) -> None:
     """Run the HTTP API alone (scale-out: run workers and the scheduler apart)."""
@@ -179,6 +182,8 @@ def api(
     from hub.api.app import create_app
 
     _export_config(config)
+    if processes is None:
+        processes = default_api_processes()
     if processes > 1 and fd is None:
         _api_processes(config, host, port, processes)
         return
@@ -196,6 +201,16 @@ def api(
             uvicorn.Server(uvicorn.Config(create_app(rt), **uvicorn_options())).run(sockets=[sock])
     finally:
         rt.close()
+
+
+def default_api_processes() -> int:
+    """``leadhub api``'s processes when not told: one per core this process may use, at
+    most ``API_PROCESSES``. One process uses one core (its Python runs one thread at a
+    time); on SQLite the processes take turns at one write lock, so more than two were
+    never measured to help. On two cores two gave 1.14-1.35x one (``bench/ingest.py
+    --api-processes 1,2``, two runs)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(API_PROCESSES, cores or 1))
 
 
 def _api_processes(config: Path | None, host: str, port: int, processes: int) -> None:

@@ -78,6 +78,8 @@ class HubCluster:
             "LEADHUB_REDIS_URL": redis_url,
             "LEADHUB_ADMIN_TOKEN": admin_token,
             "PYTHONUNBUFFERED": "1",
+            # one api process (``api`` is then the process that answers) unless told
+            "LEADHUB_API_PROCESSES": os.environ.get("LEADHUB_API_PROCESSES", "1"),
             **(env or {}),
         }
         self.port = 0

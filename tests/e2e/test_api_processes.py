@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import pytest
 
 from hub.testing.cluster import HubCluster, wait_until
 from tests.conftest import ClusterFactory, ConfigWriter
@@ -94,3 +95,31 @@ def test_processes_share_the_port_the_counts_and_the_parents_fate(
     hub.stop()
     wait_until(lambda: not any(alive(p) for p in now), 30, 0.1, "the api processes ending")
     assert not Path(metrics_dir).exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="sets the CPUs a process may use")
+@pytest.mark.parametrize("cpus", [1, 2])
+def test_the_api_runs_one_process_per_usable_core_up_to_two_when_not_told(
+    write_config: ConfigWriter, make_cluster: ClusterFactory, database_url: str, cpus: int,
+) -> None:
+    """No ``--processes`` and no ``LEADHUB_API_PROCESSES``: as many api processes as the
+    cores the command may use (its CPU affinity, inherited), at most two
+    (``hub.cli.default_api_processes``)."""
+    mine = os.sched_getaffinity(0)
+    if len(mine) < cpus:
+        pytest.skip(f"needs {cpus} usable CPUs, this process has {len(mine)}")
+    hub = make_cluster(write_config(CONFIG), database_url)
+    del hub.env["LEADHUB_API_PROCESSES"]  # HubCluster pins one unless told
+    hub.start_redis()
+    os.sched_setaffinity(0, sorted(mine)[:cpus])  # the api inherits it
+    try:
+        hub.start_api()
+    finally:
+        os.sched_setaffinity(0, mine)
+    assert hub.api is not None
+    if cpus == 1:  # the command serves itself
+        assert children(hub.api.pid) == []
+    else:
+        wait_until(lambda: len(children(hub.api.pid)) == 2, 30, 0.1, "two api processes")
+    assert post_many(hub, 0, 20) == [200] * 20
+    assert len(hub.leads()) == 20
