@@ -60,19 +60,25 @@ def command(pid: int) -> str:
         return ""
 
 
-def test_serve_killed_by_sigkill_leaves_no_worker_or_redis(
-    write_config: ConfigWriter, make_cluster: ClusterFactory
-) -> None:
+def ready_serve(write_config: ConfigWriter, make_cluster: ClusterFactory) -> subprocess.Popen[bytes]:
+    """``leadhub serve`` with one webform and the embedded Redis it starts (and owns),
+    once ready (its workers running); its process."""
     config = write_config("""
         [sources.site_form]
         plugin = "webform"
     """)
-    hub = make_cluster(config, redis_url="")  # serve starts (and owns) its embedded Redis
+    hub = make_cluster(config, redis_url="")
     hub.start_serve()
     wait_until(lambda: hub.client.get("/readyz").status_code == 200, 60, 0.2,
                "leadhub serve to be ready (workers running)")
     assert hub.api is not None
-    serve = hub.api
+    return hub.api
+
+
+def test_serve_killed_by_sigkill_leaves_no_worker_or_redis(
+    write_config: ConfigWriter, make_cluster: ClusterFactory
+) -> None:
+    serve = ready_serve(write_config, make_cluster)
     children = descendants(serve.pid)
     commands = [command(pid) for pid, _ in children]
     assert sum("redis-server" in c for c in commands) == 1, commands
