@@ -207,8 +207,8 @@ def default_api_processes() -> int:
     """``leadhub api``'s processes when not told: one per core this process may use, at
     most ``API_PROCESSES``. One process uses one core (its Python runs one thread at a
     time); on SQLite the processes take turns at one write lock, so more than two were
-    never measured to help. On two cores two gave 1.14-1.35x one (``bench/ingest.py
-    --api-processes 1,2``, two runs)."""
+    never measured to help. On two cores two gave 1.14-1.48x one (``bench/ingest.py
+    --api-processes 1,2``, three runs)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(1, min(API_PROCESSES, cores or 1))
 
@@ -318,8 +318,8 @@ def serve(
     The workers run at a lower CPU priority (``--worker-nice``, default 10): when the
     machine is short of CPU, the api answers and commits first and delivery catches up
     after, from the store. Nothing waits on an idle machine. Under full load into the
-    ``webhook`` destination on two cores, the api's share went 1,072-1,176 → 1,603-2,075
-    leads/s and its p99 91-97 → 52-91 ms, while 519-671 leads/s still reached the receiver
+    ``webhook`` destination on two cores, the api's share went 1,072-1,176 → 1,603-2,166
+    leads/s and its p99 91-97 → 48-91 ms, while 519-671 leads/s still reached the receiver
     during the load (648-719 before); into the file destination no change."""
     import uvicorn
 
