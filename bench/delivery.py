@@ -56,7 +56,6 @@ ADMIN_TOKEN = "bench-admin-token"
 AMO_TOKEN = "long-lived-token"
 WORKERS = 4
 BATCH = 50  # amoCRM: leads per leads/complex call
-SERVE_OPTIONS: list[str] = []  # extra ``leadhub serve`` options (``--worker-nice``)
 HEADERS = {"content-type": "application/x-www-form-urlencoded", "accept": "application/json"}
 
 DRAIN_CONFIG = """\
@@ -284,10 +283,10 @@ async def _post_paced(url: str, first: int, rate: float, seconds: float) -> tupl
 
 # ---------------------------------------------------------------------------- cluster
 @contextlib.contextmanager
-def cluster(config_text: str, work: Path, database_url: str,
-            serve: bool = False) -> Iterator[tuple[Any, Store]]:
+def cluster(config_text: str, work: Path, database_url: str, serve: bool = False,
+            serve_options: tuple[str, ...] = ()) -> Iterator[tuple[Any, Store]]:
     """``WORKERS`` worker processes beside an api and a scheduler, or with ``serve`` the
-    one-machine deployment: ``leadhub serve`` with its one worker."""
+    one-machine deployment: ``leadhub serve`` (with ``serve_options``) and its workers."""
     from hub.testing.cluster import HubCluster
 
     data_dir = work / "hub"
@@ -299,7 +298,7 @@ def cluster(config_text: str, work: Path, database_url: str,
     try:
         hub.start_redis()
         if serve:
-            hub.start_serve(*SERVE_OPTIONS)
+            hub.start_serve(*serve_options)
         else:
             hub.start_api()
             for _ in range(WORKERS):
@@ -457,7 +456,7 @@ def route_times(stages: list[tuple[float, float, float]], since: float) -> list[
 
 
 def bench_latency(rate: float, seconds: float, faults: float, work: Path, pg_url: str,
-                  say: Any, serve: bool = False) -> LatencyRow:
+                  say: Any, serve: bool = False, serve_options: tuple[str, ...] = ()) -> LatencyRow:
     """Webhook → deal: leads posted at a steady ``rate`` into the healthy (or flaky) fake
     amoCRM; the time from a lead's commit (``received_at``) to its deal (``delivered_at``)."""
     from plugins.amocrm.testing import FakeAmoCRM
@@ -468,7 +467,7 @@ def bench_latency(rate: float, seconds: float, faults: float, work: Path, pg_url
             data_dir="{data_dir}", token=ADMIN_TOKEN, amo_url=amo.base_url, amo_token=AMO_TOKEN,
             comment_field=field, rate_line="",
         )
-        with cluster(text, work, db, serve=serve) as (hub, store):
+        with cluster(text, work, db, serve=serve, serve_options=serve_options) as (hub, store):
             asyncio.run(_post_all(f"{hub.base_url}/hooks/site_form", 9_000_000, 20, 4))
             wait_for(lambda: store.counts("amo").get("delivered", 0) >= 20, 60, "warm-up")
             amo.clear_records()
@@ -578,8 +577,6 @@ def main(argv: list[str] | None = None) -> int:
                         help="latency under serve: pass --worker-nice N (default: serve's own)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directories")
     args = parser.parse_args(argv)
-    if args.worker_nice is not None:
-        SERVE_OPTIONS[:] = ["--worker-nice", str(args.worker_nice)]
 
     from rich.console import Console
     from rich.table import Table
@@ -602,9 +599,11 @@ def main(argv: list[str] | None = None) -> int:
                                               say, faults=args.faults))
         if args.only in (None, "latency"):
             shares = [0.0] + ([args.faults] if args.faults else [])
+            serve_options = () if args.worker_nice is None else ("--worker-nice", str(args.worker_nice))
             for k, (serve, share) in enumerate((s, f) for s in (True, False) for f in shares):
                 lats.append(bench_latency(args.lat_rate, args.lat_seconds, share,
-                                          root / f"latency-{k}", args.database_url, say, serve))
+                                          root / f"latency-{k}", args.database_url, say, serve,
+                                          serve_options))
         if args.only in (None, "isolation"):
             isos.append(bench_isolation("baseline: both healthy", False, args, root / "iso-0", say))
             isos.append(bench_isolation("webhook times out", True, args, root / "iso-1", say))
