@@ -11,7 +11,7 @@ import time
 
 from hub.engine.drain import STEADY_KEEP_S, drain
 from hub.engine.drain_control import breaker_open
-from hub.engine.process import process_received
+from hub.engine.process import BATCH, process_received
 from hub.models import Lead
 from hub.plugins import notify
 from hub.queue import (
@@ -42,6 +42,29 @@ def wake_drain(rt: Runtime, destination: str, *, helper: bool = False) -> bool:
 
 
 PROCESS_BUDGET_S = 0.5  # a process job yields after this, so drains get the worker too
+#: while leads keep coming, how long a process job lets them gather between two routing
+#: transactions (``gather_pause``)
+GATHER_S = 0.01
+
+
+def gather_pause(routed: int, before: int, full: int = BATCH) -> float:
+    """How long ``process_job`` waits before its next look, having just routed ``routed``
+    leads after a look that found ``before``.
+
+    Under a sustained stream every look finds the few leads committed while the last
+    batch was routed, so routing ran as many small transactions as it could: under
+    ``leadhub serve``'s full load into the file destination (``bench/ingest.py --serve``,
+    two cores) ~19 leads each, the workers holding SQLite's one write lock for two thirds
+    of the run and the api's group commits waiting their turn. Most of a routing
+    transaction's cost is per transaction (the claim, the dedup and destination reads,
+    three writes, the lock itself), so letting 10 ms of leads gather first halved the
+    transactions and took the accepted rate 1,135-1,559 -> 1,735-1,823 leads/s, the
+    server's CPU per lead 1.0-1.25 -> 0.73-0.78 ms. A lone lead, or the first batch of a
+    burst, is routed at once: the pause starts only once two looks in a row found leads;
+    a full batch (a backlog) goes on at once too."""
+    if routed == 0 or before == 0 or routed >= full:
+        return 0.0
+    return GATHER_S
 
 
 def process_job() -> int:
@@ -62,6 +85,7 @@ def process_job() -> int:
     total = 0
     started = time.monotonic()
     left = False
+    before = 0  # leads the previous look found
     try:
         while True:
             if time.monotonic() - started >= PROCESS_BUDGET_S:
@@ -69,6 +93,7 @@ def process_job() -> int:
                 return total
             done = process_received(rt, read_first=True, send_now=sends.destinations())
             if not done.leads:
+                before = 0
                 if run.more():
                     continue
                 return total
@@ -77,6 +102,10 @@ def process_job() -> int:
             for dest in sorted(done.for_drains()):
                 wake_drain(rt, dest)
             notify_received(rt, done.leads)
+            pause = gather_pause(len(done.leads), before)
+            before = len(done.leads)
+            if pause:
+                time.sleep(pause)
     finally:
         if run.finish() or left:
             wake_process(rt)

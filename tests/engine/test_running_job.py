@@ -193,3 +193,12 @@ def test_a_drain_waiting_for_a_wake_up_lets_another_drain_send_meanwhile(rt: Run
 
     drain(rt, "jsonl", again=again)
     assert meanwhile == [1]
+
+
+def test_routing_lets_a_stream_gather_but_never_delays_a_lone_lead_or_a_backlog() -> None:
+    pause = jobs.gather_pause
+    assert pause(1, 0) == 0, "a lone lead (or a burst's first batch) is routed at once"
+    assert pause(0, 5) == 0, "a look that found nothing goes back to waiting for a wake-up"
+    assert pause(jobs.BATCH, 30) == 0, "a full batch means a backlog: route on at once"
+    assert pause(12, 30) == jobs.GATHER_S, "leads keep coming: let them gather"
+    assert 0 < jobs.GATHER_S < jobs.PROCESS_BUDGET_S
