@@ -36,7 +36,8 @@ LEASE_S = 30.0
 #: api's group commits wait for it: with a backlog (``leadhub serve`` under full load into
 #: the ``webhook`` destination, two cores) a batch of 200 held the lock 44-60 ms at p50 and
 #: up to 164 ms (its holder waiting for a core two thirds of the time), and the webhook's
-#: answers had p99 128-143 ms; with 64, 87-108 ms (alternated runs), no loss of rate.
+#: answers had p99 128-143 ms; with 64, 87-108 ms (alternated runs; the accepted
+#: rate the same within the runs' spread).
 BATCH = 64
 
 
