@@ -54,12 +54,16 @@ def create_app(rt: Runtime, background_ok: Callable[[], str | None] | None = Non
     (``hub/engine/express.py``); otherwise, and always without it, the queue does."""
     fast = Express(rt) if express else None
 
-    def after_commit(results: list[IngestResult]) -> None:
-        leads = sum(len(r.lead_ids) for r in results)
-        if leads and (fast is None or not fast.offer(leads)):
+    def hand_off(results: list[IngestResult]) -> bool:
+        assert fast is not None
+        return fast.offer(sum(len(r.lead_ids) for r in results))
+
+    def after_commit(results: list[IngestResult]) -> None:  # what the express thread declined
+        if any(r.lead_ids for r in results):
             wake_process(rt)
 
-    state = AppState(rt=rt, batcher=IngestBatcher(rt.db, after_commit), background_ok=background_ok)
+    batcher = IngestBatcher(rt.db, after_commit, hand_off=hand_off if fast else None)
+    state = AppState(rt=rt, batcher=batcher, background_ok=background_ok)
     collector = StoreCollector(rt.reader)
 
     @asynccontextmanager

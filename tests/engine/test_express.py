@@ -270,7 +270,8 @@ def test_recent_reads_the_express_destinations_again_after_a_while_or_a_switch_o
 ) -> None:
     rt = make_runtime(config(amo))
     answering(rt)
-    recent, fresh = Recent(rt, fresh_s=3600), Recent(rt, fresh_s=0)
+    recent = Recent(rt, fresh_s=3600, late_s=3600)
+    fresh = Recent(rt, fresh_s=0, late_s=0)
     assert recent() == fresh() == {"jsonl"}
     open_breaker(rt, "jsonl", 5)
     assert fresh() == set()
@@ -280,3 +281,25 @@ def test_recent_reads_the_express_destinations_again_after_a_while_or_a_switch_o
         set_enabled(conn, "jsonl", False, time.time())
     rt.note_switch()
     assert recent() == set(), "this process flipped a switch: read again at once"
+
+
+def test_recent_reads_again_after_the_work_once_stale_and_before_it_once_late(
+    make_runtime: RuntimeFactory, amo: FakeAmoCRM
+) -> None:
+    """The round trip is off a lead's path: a stale read is used for the work at hand and
+    read again after it (``refresh``); only a late one is read before the work."""
+    rt = make_runtime(config(amo))
+    answering(rt)
+    lazy = Recent(rt, fresh_s=0, late_s=3600)
+    assert lazy() == {"jsonl"}
+    open_breaker(rt, "jsonl", 5)
+    assert lazy() == {"jsonl"}, "stale, not late: used for this work"
+    lazy.refresh()
+    assert lazy() == set(), "read again after the work: the breaker is seen"
+    unchanged = Recent(rt, fresh_s=3600, late_s=3600)
+    assert unchanged() == set()
+    rt.redis.delete(breaker_key("jsonl"))
+    unchanged.refresh()
+    assert unchanged() == set(), "fresh: refresh reads nothing"
+    eager = Recent(rt, fresh_s=3600, late_s=0)
+    assert eager() == {"jsonl"}, "late: read before the work"

@@ -155,3 +155,32 @@ def test_the_loop_commits_on_sqlite_and_never_on_postgresql(rt: Runtime) -> None
         event.remove(rt.db, "commit", on_commit)
     assert committed_on == ([loop_thread] if is_sqlite(rt.db) else ["leadhub-ingest"])
     assert stored_leads(rt) == 5
+
+
+def test_a_group_the_hand_off_takes_gets_no_wake_up_and_one_it_declines_does(rt: Runtime) -> None:
+    """``hand_off`` (the express thread's ``offer``) is asked first, on the thread that
+    committed, with the group's committed results; only what it declines, or what it
+    failed on, reaches the wake-up (``after_commit``). Nothing is rung twice or lost."""
+    rung: list[IngestResult] = []
+    offered: list[list[IngestResult]] = []
+    answers = iter([True, False, "fail"])
+
+    def hand_off(results: list[IngestResult]) -> bool:
+        offered.append(results)
+        answer = next(answers)
+        if answer == "fail":
+            raise RuntimeError("a broken hand-off")
+        return bool(answer)
+
+    batcher = IngestBatcher(rt.db, rung.extend, hand_off=hand_off)
+
+    async def run() -> list[list[IngestResult]]:
+        groups = [await submit(batcher, items(rt, 10 * n, 3)) for n in range(3)]
+        await batcher.close()
+        return groups
+
+    taken, declined, failed = asyncio.run(run())
+    assert [len(o) for o in offered] == [3, 3, 3]
+    assert {r.lead_ids[0] for r in offered[0]} == {r.lead_ids[0] for r in taken}
+    assert sorted(r.lead_ids[0] for r in rung) == sorted(r.lead_ids[0] for r in declined + failed)
+    assert stored_leads(rt) == 9

@@ -7,8 +7,10 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
 import redis
 
+from hub.engine import limiter as limiter_module
 from hub.engine.limiter import RateLimiter, waiting_for_slot, window_of
 
 
@@ -108,3 +110,29 @@ def test_a_request_waiting_for_its_slot_is_counted_until_it_leaves(redis_url: st
     assert waiting_for_slot("hook") == 0
     limiter.begin("hook-free", 2)  # a request that leaves at once is never counted
     assert waiting_for_slot("hook-free") == 0
+
+
+
+def test_with_no_fixed_rate_a_hold_is_read_after_a_request_and_before_one_once_late(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A hold another process placed: seen by the request after the one that found what
+    this process knew stale (it reads Redis once answered), and before a request once
+    what it knew is ``HOLD_LATE_S`` old."""
+    conn = redis.Redis.from_url(redis_url)
+    mine, other = RateLimiter(conn), RateLimiter(conn)
+    with mine.slot("hook", None):
+        pass
+    other.penalize("hook", 30)
+    time.sleep(limiter_module.HOLD_FRESH_S * 1.5)
+    started = time.monotonic()
+    with mine.slot("hook", None):  # stale, not late: it goes, and reads the hold once answered
+        assert time.monotonic() - started < 5, "waited for a hold it had not read"
+    assert mine._hold_wait("hook") > 20, "the hold was read after the request"
+
+    monkeypatch.setattr(limiter_module, "HOLD_LATE_S", limiter_module.HOLD_FRESH_S * 2)
+    with mine.slot("free", None):
+        pass
+    other.penalize("free", 30)
+    time.sleep(limiter_module.HOLD_LATE_S * 1.5)
+    assert mine._hold_wait("free") > 20, "late: read before the request"
