@@ -31,7 +31,11 @@ accepted lead must arrive (exactly once for the file, at least once for the rece
 ``--steady RATE`` posts RATE leads/s for ``--duration`` seconds (open loop: on schedule,
 whatever the answers take) to ``leadhub serve`` only, and reports webhook → destination
 latency: from the moment a lead was posted to the moment it was in the file (the bench
-tails it) or at the receiver.
+tails it) or at the receiver. Into the ``webhook`` destination two more rows run the same
+load through a bare relay (``serve_relay``: a raw ASGI app that parses the form, commits
+it to SQLite or keeps nothing, answers, then POSTs it to a receiver of its own): the
+floor of the same trip in Python on this machine, without the hub's routing, dedup,
+leases and retries (``--no-relays`` leaves them out).
 
 CPU seconds of the server (and of its Redis and, under ``serve``, its workers) and of the
 clients are read from /proc so the table shows which side was saturated: on a 2-core
@@ -530,6 +534,75 @@ def serve_receiver(port: int) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, lifespan="off", **uvicorn_options())
 
 
+def serve_relay(port: int, receiver_url: str, db_path: str) -> None:
+    """A bare webhook -> webhook relay, for ``--steady`` to set beside ``leadhub serve``:
+    what a lead's trip costs on this machine in Python without LeadHub. A raw ASGI app
+    (no framework) parses the form and, with ``db_path``, stores the request in SQLite
+    (WAL, ``synchronous=NORMAL``, as the hub's store does) and commits before answering;
+    after the answer it POSTs the lead as JSON to the receiver (one keep-alive
+    ``httpx.AsyncClient``) and, with a store, marks it sent. Nothing else: no routing,
+    dedup, lease or retry (a POST that fails is not tried again). Without ``db_path``
+    nothing is kept before the answer, as the issue's peer (n8n) keeps nothing."""
+    import sqlite3
+    import uuid
+    from urllib.parse import parse_qsl
+
+    import httpx
+    import uvicorn
+
+    from hub.cli import uvicorn_options
+
+    db = None
+    if db_path:
+        db = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("CREATE TABLE requests (id TEXT PRIMARY KEY, source TEXT, body BLOB,"
+                   " received_at REAL, sent_at REAL)")
+    client: Any = None
+    in_flight: set[Any] = set()
+
+    async def forward(lead: dict[str, str]) -> None:
+        nonlocal client
+        if client is None:
+            client = httpx.AsyncClient(timeout=10)
+        r = await client.post(receiver_url, json=lead)
+        if db is not None and r.status_code == 200:
+            db.execute("UPDATE requests SET sent_at = ? WHERE id = ?", (time.time(), lead["id"]))
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        chunks = []
+        while True:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        lead: dict[str, str] | None = None
+        answer: dict[str, str] = {"status": "ok"}
+        if scope["method"] == "POST":
+            body = b"".join(chunks)
+            source = scope["path"].rsplit("/", 1)[-1]
+            lead = {**dict(parse_qsl(body.decode())), "id": uuid.uuid4().hex.upper()[:26],
+                    "source": source}
+            if db is not None:  # autocommit: the INSERT is committed when it returns
+                db.execute("INSERT INTO requests VALUES (?, ?, ?, ?, NULL)",
+                           (lead["id"], source, body, time.time()))
+            answer = {"status": "accepted", "id": lead["id"]}
+        data = json.dumps(answer).encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(data)).encode())]})
+        await send({"type": "http.response.body", "body": data})
+        if lead is not None:
+            task = asyncio.ensure_future(forward(lead))
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
+
+    uvicorn.run(app, host="127.0.0.1", port=port, lifespan="off", **uvicorn_options())
+
+
 class Arrivals:
     """Where the leads end up: per source how many, per lead id when it first arrived."""
 
@@ -647,12 +720,8 @@ class ServeHub:
         self.proc: subprocess.Popen[bytes] | None = None
         receiver_url = "http://127.0.0.1:9/unused"
         if args.destination == "webhook":
-            rport = free_port()
-            receiver_url = f"http://127.0.0.1:{rport}/leads"
-            self.receiver = subprocess.Popen(
-                [sys.executable, str(Path(__file__).resolve()), "--serve-receiver", str(rport)],
-                start_new_session=True)
-            _wait_http(f"http://127.0.0.1:{rport}/count", self.receiver, "the receiver")
+            self.receiver, base = start_receiver()
+            receiver_url = f"{base}/leads"
         self.receiver_base = receiver_url.rsplit("/", 1)[0]
         self.config = work / "serve.toml"
         self.config.write_text(SERVE_CONFIG.format(
@@ -709,6 +778,64 @@ class ServeHub:
                 os.kill(pid, signal.SIGKILL)
         if self.database_url != self.args.database_url:
             drop_database(self.args.database_url, self.database_url)
+
+
+def start_receiver() -> tuple[subprocess.Popen[bytes], str]:
+    """``serve_receiver`` as a process of its own, ready; and its base URL."""
+    from hub.testing.cluster import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve()), "--serve-receiver", str(port)],
+        start_new_session=True)
+    _wait_http(f"http://127.0.0.1:{port}/count", proc, "the receiver")
+    return proc, f"http://127.0.0.1:{port}"
+
+
+class Relay:
+    """``serve_relay`` and a receiver of its own, as processes: the rows ``--steady``
+    sets beside ``leadhub serve`` (same load, same receiver, same clock)."""
+
+    def __init__(self, work: Path, durable: bool) -> None:
+        self.work, self.durable = work, durable
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.receiver: subprocess.Popen[bytes] | None = None
+        self.receiver_base = ""
+        self.port = 0
+
+    def start(self) -> None:
+        from hub.testing.cluster import free_port
+
+        self.receiver, self.receiver_base = start_receiver()
+        self.port = free_port()
+        db = str(self.work / "relay.db") if self.durable else ""
+        self.proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--serve-relay", str(self.port),
+             "--relay-to", f"{self.receiver_base}/leads", "--relay-db", db],
+            start_new_session=True)
+        _wait_http(f"http://127.0.0.1:{self.port}/healthz", self.proc, "the relay")
+
+    def arrivals(self) -> Arrivals:
+        return ReceiverArrivals(self.receiver_base)
+
+    def target(self) -> Target:
+        assert self.proc is not None
+        name = "bare relay, SQLite commit" if self.durable else "bare relay, nothing stored"
+        base = f"http://127.0.0.1:{self.port}"
+        return Target(name, f"{base}/hooks/{SOURCE}", f"{base}/hooks/{WARMUP_SOURCE}",
+                      [self.proc.pid])
+
+    def stop(self) -> None:
+        for proc in (self.proc, self.receiver):
+            if proc is None:
+                continue
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
 
 
 def _admin_engine(url: str) -> Any:
@@ -823,8 +950,7 @@ class Steady:
     first_error: str
 
 
-def bench_steady(args: argparse.Namespace, work: Path) -> Steady:
-    hub = ServeHub(work, args)
+def bench_steady(args: argparse.Namespace, hub: ServeHub | Relay) -> Steady:
     arrivals: Arrivals | None = None
     try:
         hub.start()
@@ -897,12 +1023,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temporary data directory")
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--serve-receiver", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-relay", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--relay-to", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--relay-db", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--no-relays", action="store_true",
+                        help="--steady into the webhook: leave out the bare relay rows")
     args = parser.parse_args(argv)
     if args.serve_bare:
         serve_bare(args.serve_bare)
         return 0
     if args.serve_receiver:
         serve_receiver(args.serve_receiver)
+        return 0
+    if args.serve_relay:
+        serve_relay(args.serve_relay, args.relay_to, args.relay_db)
         return 0
     if args.requests < 1 or args.concurrency < 1 or args.client_procs < 1:
         parser.error("--requests, --concurrency and --client-procs must be at least 1")
@@ -933,24 +1067,39 @@ def _main_steady(console: Any, args: argparse.Namespace, work: Path) -> int:
         f"[bold]Steady bench[/]: {args.steady:g} leads/s for {args.duration:g} s to `leadhub "
         f"serve`, delivered to {args.destination}; {os.cpu_count()} CPU(s)"
     )
-    r = bench_steady(args, work)
+    rows = [bench_steady(args, ServeHub(work, args))]
+    if args.destination == "webhook" and not args.no_relays:
+        for durable in (True, False):
+            sub = work / f"relay-{int(durable)}"
+            sub.mkdir()
+            rows.append(bench_steady(args, Relay(sub, durable)))
     table = Table(title=f"Webhook → {args.destination}: posted → at the destination")
     for col in ("target", "leads/s", "posted", "errors", "answer p50 ms", "answer p99 ms",
                 "delivered", "p50 ms", "p90 ms", "p99 ms", "max ms", "dups"):
         table.add_column(col, justify="left" if col == "target" else "right")
-    table.add_row(r.target, f"{r.rate:g}", str(r.posted), str(r.errors), f"{r.answer_p50_ms:.1f}",
-                  f"{r.answer_p99_ms:.1f}", str(r.delivered), f"{r.p50_ms:.1f}", f"{r.p90_ms:.1f}",
-                  f"{r.p99_ms:.1f}", f"{r.max_ms:.1f}", str(r.duplicates))
+    for r in rows:
+        table.add_row(r.target, f"{r.rate:g}", str(r.posted), str(r.errors),
+                      f"{r.answer_p50_ms:.1f}", f"{r.answer_p99_ms:.1f}", str(r.delivered),
+                      f"{r.p50_ms:.1f}", f"{r.p90_ms:.1f}", f"{r.p99_ms:.1f}", f"{r.max_ms:.1f}",
+                      str(r.duplicates))
     console.print(table)
     console.print("[dim]answer: the webhook's own answer (commit included); p50..max: from the "
                   "moment the lead was posted to the moment it was in the file (tailed every "
-                  "5 ms) or at the receiver; dups: arrivals beyond the first of a lead.[/]")
-    if r.first_error:
-        console.print(f"[red]first error: {r.first_error}[/]", markup=False)
-    accepted = r.posted - r.errors
-    ok = r.errors == 0 and r.delivered == accepted
-    style = "green" if ok else "red"
-    console.print(f"[{style}]{r.delivered} of {accepted} accepted leads delivered[/]")
+                  "5 ms) or at the receiver; dups: arrivals beyond the first of a lead. Bare "
+                  "relay: a raw ASGI app that parses the form, commits it to SQLite (or keeps "
+                  "nothing), answers, then POSTs it to its own receiver: the floor of the same "
+                  "trip in Python on this machine, with none of the hub's routing, dedup, "
+                  "leases or retries.[/]")
+    ok = True
+    for r in rows:
+        if r.first_error:
+            console.print(f"[red]{r.target}: first error: {r.first_error}[/]", markup=False)
+        accepted = r.posted - r.errors
+        good = r.errors == 0 and r.delivered == accepted
+        ok = ok and good
+        style = "green" if good else "red"
+        console.print(f"[{style}]{r.target}: {r.delivered} of {accepted} accepted leads "
+                      "delivered[/]")
     return 0 if ok else 1
 
 
