@@ -29,13 +29,14 @@ destination while the load ran and how long after the load the last one arrived;
 accepted lead must arrive (exactly once for the file, at least once for the receiver).
 
 ``--steady RATE`` posts RATE leads/s for ``--duration`` seconds (open loop: on schedule,
-whatever the answers take) to ``leadhub serve`` only, and reports webhook → destination
-latency: from the moment a lead was posted to the moment it was in the file (the bench
-tails it) or at the receiver. Into the ``webhook`` destination two more rows run the same
-load through a bare relay (``serve_relay``: a raw ASGI app that parses the form, commits
-it to SQLite or keeps nothing, answers, then POSTs it to a receiver of its own): the
-floor of the same trip in Python on this machine, without the hub's routing, dedup,
-leases and retries (``--no-relays`` leaves them out).
+whatever the answers take) to ``leadhub serve`` (not the api alone, nor the bare
+endpoint), and reports webhook → destination latency: from the moment a lead was posted
+to the moment it was in the file (the bench tails it) or at the receiver. Into the
+``webhook`` destination two more rows run the same load through a bare relay
+(``serve_relay``: a raw ASGI app that parses the form, commits it to SQLite or keeps
+nothing, answers, then POSTs it to a receiver of its own): the floor of the same trip in
+Python on this machine, without the hub's routing, dedup, leases and retries
+(``--no-relays`` leaves them out).
 
 CPU seconds of the server (and of its Redis and, under ``serve``, its workers) and of the
 clients are read from /proc so the table shows which side was saturated: on a 2-core
@@ -491,6 +492,25 @@ def bench_hub(args: argparse.Namespace, work: Path, processes: int = 1) -> tuple
 
 
 # ---------------------------------------------------------------------------- leadhub serve
+async def _read_body(receive: Any) -> bytes:
+    """An ASGI request's whole body."""
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def _answer_json(send: Any, answer: Any) -> None:
+    """An ASGI answer: 200 with ``answer`` as JSON."""
+    body = json.dumps(answer).encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
 def serve_receiver(port: int) -> None:
     """The webhook destination's far end: answers every POST 200 at once and remembers
     when each lead id first arrived (``GET /arrivals``) and how many came per source."""
@@ -506,16 +526,11 @@ def serve_receiver(port: int) -> None:
         nonlocal duplicates
         if scope["type"] != "http":
             return
-        chunks = []
-        while True:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body"):
-                break
+        body = await _read_body(receive)
         now = time.time()
         answer: Any = {}
         if scope["method"] == "POST":
-            lead = json.loads(b"".join(chunks))
+            lead = json.loads(body)
             if lead["id"] in arrivals:
                 duplicates += 1
             else:
@@ -525,11 +540,7 @@ def serve_receiver(port: int) -> None:
             answer = {"arrivals": arrivals, "duplicates": duplicates}
         elif scope["path"] == "/count":
             answer = {"per_source": per_source}
-        body = json.dumps(answer).encode()
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+        await _answer_json(send, answer)
 
     uvicorn.run(app, host="127.0.0.1", port=port, lifespan="off", **uvicorn_options())
 
@@ -573,16 +584,10 @@ def serve_relay(port: int, receiver_url: str, db_path: str) -> None:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        chunks = []
-        while True:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body"):
-                break
+        body = await _read_body(receive)
         lead: dict[str, str] | None = None
         answer: dict[str, str] = {"status": "ok"}
         if scope["method"] == "POST":
-            body = b"".join(chunks)
             source = scope["path"].rsplit("/", 1)[-1]
             lead = {**dict(parse_qsl(body.decode())), "id": uuid.uuid4().hex.upper()[:26],
                     "source": source}
@@ -590,11 +595,7 @@ def serve_relay(port: int, receiver_url: str, db_path: str) -> None:
                 db.execute("INSERT INTO requests VALUES (?, ?, ?, ?, NULL)",
                            (lead["id"], source, body, time.time()))
             answer = {"status": "accepted", "id": lead["id"]}
-        data = json.dumps(answer).encode()
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(data)).encode())]})
-        await send({"type": "http.response.body", "body": data})
+        await _answer_json(send, answer)
         if lead is not None:
             task = asyncio.ensure_future(forward(lead))
             in_flight.add(task)
@@ -763,21 +764,26 @@ class ServeHub:
 
     def stop(self) -> None:
         pids = descendants(self.proc.pid) if self.proc is not None else []
-        for proc in (self.proc, self.receiver):
-            if proc is None:
-                continue
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
+        stop_group(self.proc, self.receiver)
         for pid in pids[1:]:  # a worker or the Redis that outlived serve's own clean-up
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         if self.database_url != self.args.database_url:
             drop_database(self.args.database_url, self.database_url)
+
+
+def stop_group(*procs: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM each process's group, SIGKILL what is still there after 20 s."""
+    for proc in procs:
+        if proc is None:
+            continue
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
 
 
 def start_receiver() -> tuple[subprocess.Popen[bytes], str]:
@@ -826,16 +832,7 @@ class Relay:
                       [self.proc.pid])
 
     def stop(self) -> None:
-        for proc in (self.proc, self.receiver):
-            if proc is None:
-                continue
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
+        stop_group(self.proc, self.receiver)
 
 
 def _admin_engine(url: str) -> Any:
