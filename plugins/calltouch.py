@@ -53,6 +53,8 @@ from hub.sdk.telephony import (
 CALL_ID = ("callId", "call_id", "callid", "CallId")
 CALLER = ("callerphone", "callerPhone", "callerNumber", "caller_phone", "caller")
 TRACKING = ("phonenumber", "phoneNumber", "phone_number", "calledNumber", "callee")
+#: the fields of a deal webhook (``dealId``, ``dealName``, ``dealStatus`` ...)
+DEAL_PREFIX = "deal"
 REQUEST_ID = ("requestId", "requestNumber", "request_id", "requestID")
 STARTED = ("callTime", "calltime", "call_time", "date", "timestamp", "callDate")
 RECORDING = ("callRecordUrl", "callRecord", "recordUrl", "record", "recording_url", "recordingUrl")
@@ -83,7 +85,10 @@ class CalltouchSource(Source[CalltouchConfig]):
         if not data:
             raise ParseError("an empty Calltouch webhook: tick the parameters to send")
         call_id, caller = first(data, *CALL_ID), first(data, *CALLER)
-        if call_id or (caller and not first(data, *REQUEST_ID)):
+        request_id = first(data, *REQUEST_ID)
+        if not (call_id or request_id) and any(str(k).startswith(DEAL_PREFIX) for k in data):
+            return [not_a_lead("a Calltouch deal webhook: stored, not a lead", content_id(data))]
+        if (call_id and (caller or not request_id)) or (caller and not request_id):
             return [self._call(data, call_id, caller)]
         return [self._request(data)]
 
@@ -97,10 +102,9 @@ class CalltouchSource(Source[CalltouchConfig]):
             data.get("waiting_time", data.get("waitingConnect")))
         talk = duration - waiting if duration is not None and waiting is not None and \
             0 <= waiting <= duration else duration
+        # ``successful`` or the talk time, never ``callphase``: "callconnected" comes at the
+        # start of a call that may still go unanswered, and a lead once answered stays so
         answered = flag(data.get("successful"))
-        phase = (text(data.get("callphase")) or "").lower()
-        if answered is None and phase == "callconnected":
-            answered = True
         if answered is None and talk is not None:
             answered = talk > 0
         info = CallInfo(

@@ -18,7 +18,7 @@ the lead's. A request from Roistat's own lead forms (``phone``/``name``/``email`
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from hub.sdk import (
     CallInfo,
@@ -58,6 +58,10 @@ class RoistatSource(Source[RoistatConfig]):
 
     Config = RoistatConfig
     description = "Roistat call-tracking webhooks (start and end of a call), Roistat's attribution."
+    #: POST: the call-tracking webhooks (JSON); GET: what Roistat's lead handler for a
+    #: custom CRM sends, the lead's ``phone``, ``name``, ``email``, ``visit`` as query
+    #: parameters (help-en.roistat.com, "Integration with a custom CRM", pageId=14090762)
+    methods: ClassVar[tuple[str, ...]] = ("POST", "GET")
 
     def verify(self, request: InboundRequest) -> None:
         check_token(request, self.config.token)

@@ -29,7 +29,9 @@ empty are ignored; other fields go to ``lead.fields``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from hub.sdk import (
@@ -83,18 +85,19 @@ class UisSource(Source[UisConfig]):
 
     def verify(self, request: InboundRequest) -> None:
         try:
-            body_token = text(payload(request, skip=()).get(TOKEN_PARAM))
+            body_token = text(_payload(request, skip=()).get(TOKEN_PARAM))
         except ParseError:
             body_token = None
         check_token(request, self.config.token, body_token=body_token)
 
     def parse(self, request: InboundRequest) -> list[ParsedEvent]:
-        data = {k: v for k, v in payload(request).items() if not _unfilled(v)}
+        data = {k: v for k, v in _payload(request).items() if not _unfilled(v)}
         session = text(data.get("call_session_id"))
         kind = (text(data.get("communication_type")) or "call").lower()
         mnemonic = text(data.get("notification_mnemonic")) or text(data.get("notification_name"))
-        event_id = (f"{session or data.get('communication_id')}:{mnemonic}" if mnemonic
-                    else content_id(data))
+        communication = session or text(data.get("communication_id"))
+        # without an id of the call, the digest of what was said: two calls never share one
+        event_id = f"{communication}:{mnemonic}" if mnemonic and communication else content_id(data)
         if kind != "call":
             return [_other_channel(data, event_id)]
         inbound = (text(data.get("direction")) or "in").lower() not in ("out", "outgoing", "outbound")
@@ -126,6 +129,27 @@ class UisSource(Source[UisConfig]):
 @hookimpl
 def leadhub_register_connectors(register: Callable[[type[Connector[Any]]], None]) -> None:
     register(UisSource)
+
+
+#: a quoted placeholder that UIS filled with a quoted JSON string: ``"x": ""in""``
+_DOUBLY_QUOTED = re.compile(rb'(?<=[:\[,])(\s*)""((?:[^"\\]|\\.)*)""(?=\s*[,}\]])')
+
+
+def _payload(request: InboundRequest, *, skip: tuple[str, ...] = (TOKEN_PARAM,)) -> dict[str, Any]:
+    """``payload``, also of a template whose quoted placeholders UIS filled with JSON
+    strings. Integrators' published templates leave placeholders unquoted
+    (``"notification_mnemonic":{{notification_mnemonic}}``, Planfix's "Интеграция с UIS"),
+    so UIS may well put a string in with its quotes; ours quotes them (what an unfilled
+    or plain-text placeholder needs), and such a body reads ``""in""``."""
+    try:
+        return payload(request, skip=skip)
+    except ParseError:
+        if b'""' not in request.body:
+            raise
+        repaired = _DOUBLY_QUOTED.sub(rb'\1"\2"', request.body)
+        if repaired == request.body:
+            raise
+        return payload(replace(request, body=repaired), skip=skip)
 
 
 def _unfilled(value: Any) -> bool:

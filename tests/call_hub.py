@@ -47,6 +47,7 @@ class CallHub:
         query: dict[str, str] | None = None,
         body: bytes | None = None,
         path: str | None = None,
+        method: str | None = None,
     ) -> httpx.Response:
         meta = load_meta(plugin, name)
         raw = payload_path(plugin, name).read_bytes() if body is None else body
@@ -57,7 +58,7 @@ class CallHub:
         sub = meta.get("path", "") if path is None else path
         url = f"/hooks/{source}" + (f"/{sub}" if sub else "")
         params = meta.get("query", {}) if query is None else query
-        return self.client.request(meta.get("method", "POST"), url, params=params,
+        return self.client.request(method or meta.get("method", "POST"), url, params=params,
                                    content=raw or None, headers=all_headers)
 
     def lead(self, lead_id: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ rules out; they live here so a new source reads bodies the same way. Pure functi
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from hub.connectors import InboundRequest
@@ -20,12 +21,26 @@ BodyKind = Literal["json", "form"]
 
 
 def looks_like_json(request: InboundRequest) -> bool:
-    """A JSON content type (``application/json``, ``*+json``), or an unlabelled or
-    ``text/plain`` body that starts with ``{``."""
+    """A JSON content type (``application/json``, ``*+json``), an unlabelled or
+    ``text/plain`` body that starts with ``{``, or a JSON object labelled as a urlencoded
+    form: PHP's curl labels any string it posts so (relays of Roistat and UIS
+    notifications), and read as a form its JSON was one meaningless field name. A form
+    never begins with ``{`` otherwise, and one that does and is not a JSON object stays a
+    form."""
     ctype = request.content_type
-    return ctype == "application/json" or ctype.endswith("+json") or (
-        ctype in ("", "text/plain") and request.body.lstrip()[:1] == b"{"
-    )
+    if ctype == "application/json" or ctype.endswith("+json"):
+        return True
+    braced = request.body.lstrip()[:1] == b"{"
+    if ctype in ("", "text/plain"):
+        return braced
+    return braced and ctype == FORM_TYPES[0] and _is_json_object(request.body)
+
+
+def _is_json_object(body: bytes) -> bool:
+    try:
+        return isinstance(json.loads(body), dict)
+    except ValueError:  # not JSON (UnicodeDecodeError is a ValueError too)
+        return False
 
 
 def looks_like_form(request: InboundRequest) -> bool:

@@ -105,7 +105,10 @@ def local_time(value: Any, zone: str) -> datetime | None:
     if parsed.tzinfo is None:
         tz: tzinfo = ZoneInfo(zone)
         parsed = parsed.replace(tzinfo=tz)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except (OverflowError, ValueError):  # 0001-01-01 in a zone east of UTC: no such UTC time
+        return None
 
 
 def first(data: Mapping[str, Any], *names: str) -> str | None:

@@ -106,6 +106,34 @@ def test_calltouch_deal_is_not_a_lead_and_empty_is_garbage() -> None:
         source("calltouch").parse(request("calltouch", "deal", body=b""))
 
 
+def test_calltouch_a_deal_with_a_phone_is_still_no_lead_and_connected_is_not_answered() -> None:
+    """A deal webhook (``deal*`` fields, no call or request id) is stored, not a lead, even
+    with a phone. ``callphase=callconnected`` comes at the start of a call that may still
+    go unanswered: only ``successful`` or the talk time say it was answered."""
+    deal = b"dealId=7&dealName=x&dealStatus=won&phone=%2B79161234567"
+    [event] = source("calltouch").parse(request("calltouch", "deal", body=deal))
+    assert event.lead is None
+    [start] = source("calltouch").parse(request("calltouch", "call_start"))
+    assert start.lead is not None and start.lead.call is not None
+    assert start.lead.call.answered is None
+
+
+def test_calltouch_a_request_with_a_call_id_but_no_caller_is_a_request() -> None:
+    body = (b"callId=580123999&requestId=31337&phoneNumber=%2B79167654321"
+            b"&email=anna%40example.ru&utm_source=google")
+    [event] = source("calltouch").parse(request("calltouch", "request", body=body))
+    assert event.event_id == "request:31337"
+    assert event.lead is not None and event.lead.channel == "form"
+    assert event.lead.phones == ["+79167654321"]
+
+
+def test_a_date_out_of_range_is_no_start_time_not_a_lost_lead() -> None:
+    body = b"callId=5801&callerphone=79161234567&callTime=0001-01-01+00%3A00%3A00&duration=10"
+    [event] = source("calltouch").parse(request("calltouch", "call_end", body=body))
+    assert event.lead is not None and event.lead.call is not None
+    assert event.lead.call.started_at is None and event.lead.phones == ["79161234567"]
+
+
 # ---------------------------------------------------------------- uis
 
 
@@ -143,6 +171,34 @@ def test_uis_other_channels_and_non_call_notifications() -> None:
     [offline] = source("uis").parse(request("uis", "call_ended", body=body))
     assert offline.lead is not None and offline.lead.channel == "form"
     assert offline.lead.phones == ["79161234567"] and offline.lead.utm == {"source": "vk"}
+
+
+def test_uis_reads_the_template_whose_quoted_placeholders_got_quoted_strings() -> None:
+    """Integrators' templates leave placeholders unquoted, so UIS may fill one with a JSON
+    string, quotes included: our quoted template then reads ``""in""``."""
+    body = ('{"notification_mnemonic": ""call_ended"", "call_session_id": "2947384099",'
+            ' "direction": ""in"", "contact_phone_number": ""79161234567"",'
+            ' "virtual_phone_number": ""74951234567"", "contact_full_name": ""Иван \\"Ваня\\""",'
+            ' "talk_time_duration": "95", "is_lost": "false", "file_link": """"}').encode()
+    req = request("uis", "call_ended", body=body)
+    source("uis").verify(req)
+    [event] = source("uis").parse(req)
+    assert event.event_id == "2947384099:call_ended"
+    assert event.lead is not None and event.lead.call is not None
+    assert event.lead.phones == ["79161234567"] and event.lead.name == 'Иван "Ваня"'
+    assert (event.lead.call.answered, event.lead.call.duration_s) == (True, 95)
+    with pytest.raises(ParseError):  # broken otherwise: still quarantined
+        source("uis").parse(request("uis", "call_ended", body=b'{"a": ""x"" "b"}'))
+
+
+def test_uis_notifications_without_a_session_are_told_apart_by_what_they_say() -> None:
+    def ended(phone: str) -> bytes:
+        return json.dumps({"notification_mnemonic": "call_ended", "direction": "in",
+                           "contact_phone_number": phone}).encode()
+
+    [one] = source("uis").parse(request("uis", "call_ended", body=ended("79161110001")))
+    [two] = source("uis").parse(request("uis", "call_ended", body=ended("79161110002")))
+    assert one.event_id != two.event_id and "None" not in str(one.event_id)
 
 
 # ---------------------------------------------------------------- roistat
@@ -232,6 +288,21 @@ def test_http_missed_call_is_an_unanswered_lead(hub: CallHub, plugin: str) -> No
     lead = hub.only_lead(plugin)
     assert lead["call"]["answered"] is False and lead["call"]["duration_s"] == 0
     assert lead["contact"]["phones"] == ["+79035551122"]
+
+
+def test_http_roistat_lead_handler_get_and_json_labelled_as_a_form(hub: CallHub) -> None:
+    """Roistat's lead handler for a custom CRM sends a lead as GET parameters; a relay
+    built on PHP's curl posts the call webhook's JSON labelled as a form."""
+    query = {"token": TOKENS["roistat"], "phone": "79035550101", "name": "Олег",
+             "visit": "424242"}
+    r = hub.send("roistat", "roistat", "lead_no_contact", method="GET", body=b"", query=query)
+    assert r.status_code == 200, r.text
+    lead = hub.lead(r.json()["id"])
+    assert lead["channel"] == "form" and lead["contact"]["phones"] == ["+79035550101"]
+    r = hub.send("roistat", "roistat", "webhook_start",
+                 headers={"content-type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 200, r.text
+    assert hub.lead(r.json()["id"])["contact"]["phones"] == [CALLER]
 
 
 def test_http_calltouch_request_is_a_form_lead(hub: CallHub) -> None:

@@ -29,6 +29,11 @@ def request(content_type: str | None, body: bytes) -> InboundRequest:
     (None, b'{"a": "b=c"}', "json"),  # JSON wins when a body could be either
     (None, b"hello", None),
     ("application/xml", b"<a/>", None),
+    # PHP's curl labels a JSON string it posts as a form: a JSON object is read as JSON
+    ("application/x-www-form-urlencoded", b' {"id": "1", "caller": "7916"}', "json"),
+    ("application/x-www-form-urlencoded", b"{x=1", "form"),  # not JSON: still a form
+    ("application/x-www-form-urlencoded", b'{"a": 1', "form"),
+    ("multipart/form-data; boundary=x", b'{"a": 1}', "form"),  # multipart is never JSON
 ])
 def test_body_kind(content_type: str | None, body: bytes, kind: str | None) -> None:
     assert body_kind(request(content_type, body)) == kind
