@@ -115,6 +115,12 @@ class SourceConfig(ConnectorConfig):
         default=None,
         description="Public address standing for /hooks/{source} behind a proxy (signed URLs).",
     )
+    max_body_bytes: int | None = Field(
+        default=None, gt=0,
+        description="Largest body this source accepts, instead of [hub] max_body_bytes: raise "
+        "it for e-mail with attachments (SendGrid posts up to 30 MB, and drops a message it "
+        "got a 413 for without retrying).",
+    )
 
 
 class TrackingUtm(BaseModel):
@@ -436,6 +442,12 @@ class Source(Connector[ConfigT]):
     kept_headers: ClassVar[tuple[str, ...]] = ()
     #: Headers that carry a secret (a shared token): kept as ``***``, to show they came.
     secret_headers: ClassVar[tuple[str, ...]] = ()
+
+    def body_limit(self, default: int) -> int:
+        """The largest body (or polled message) this source takes: its own
+        ``max_body_bytes`` setting, else ``default`` (``[hub] max_body_bytes``)."""
+        own = getattr(self.config, "max_body_bytes", None)
+        return own if isinstance(own, int) and own > 0 else default
 
     def handshake(self, request: InboundRequest) -> HookResponse | None:
         """Answer a provider's verification request (e.g. Meta's GET) before anything is stored."""

@@ -45,7 +45,7 @@ class EmailRawSource(Source[EmailRawConfig]):
     description = "A raw e-mail message (message/rfc822) POSTed by a mail relay."
 
     def verify(self, request: InboundRequest) -> None:
-        check_token(request, self.config.token)
+        check_token(request, self.config.token, basic=True)  # also https://u:TOKEN@host/... in the URL
 
     def parse(self, request: InboundRequest) -> list[ParsedEvent]:
         if request.content_type not in MESSAGE_TYPES:

@@ -89,7 +89,7 @@ class MailgunSource(Source[MailgunConfig]):
 
     def verify(self, request: InboundRequest) -> None:
         try:
-            fields = form_fields(request)
+            fields = signature_fields(request)
         except ParseError as exc:
             raise AuthError("no Mailgun signature: the body is not a form") from exc
         check_signature(self.config.signing_key.get_secret_value(), fields,
@@ -112,7 +112,7 @@ class MailgunSource(Source[MailgunConfig]):
         in order, not the raw body: a retry is the same fields, whatever its multipart
         boundary. Kept as long as the timestamp is acceptable."""
         items = request.form_items()
-        token = next((value for name, value in items if name.lower() == "token"), "")
+        token = next((value for name, value in items if name == "token"), "")
         content = hashlib.sha256(
             json.dumps(items, ensure_ascii=True).encode("ascii")).hexdigest()
         return Nonce(token, self.config.timestamp_tolerance_s + FUTURE_SKEW_S, content)
@@ -120,6 +120,21 @@ class MailgunSource(Source[MailgunConfig]):
     def respond_quarantined(self, request: InboundRequest, reason: str) -> HookResponse:
         """406: Mailgun never retries it; the request is kept in quarantine."""
         return HookResponse(406, {"error": {"code": "unprocessable", "message": reason}})
+
+
+def signature_fields(request: InboundRequest) -> dict[str, str]:
+    """Mailgun's own ``timestamp``, ``token`` and ``signature``, by their exact lower-case
+    names: Mailgun also posts the message's headers as fields, capitalised (``Subject``),
+    and a message with a ``Token:`` or ``Signature:`` header of its own must not stand in
+    for them (read case-blind, it did: 401, and Mailgun retried for 8 h and dropped it)."""
+    fields: dict[str, str] = {}
+    for name, value in request.form_items():
+        if name in SIGNATURE_FIELDS:
+            fields.setdefault(name, value)
+    return fields
+
+
+SIGNATURE_FIELDS = ("timestamp", "token", "signature")
 
 
 def form_fields(request: InboundRequest) -> dict[str, str]:

@@ -84,8 +84,11 @@ def parts_from_json(data: dict[str, Any]) -> MailParts:
             return parse_message(raw.encode("utf-8", "surrogateescape"))
         raise ParseError("not a Postmark inbound message: no From, TextBody or HtmlBody")
     name = _text(full, "Name") or _text(data, "FromName")
-    headers = [(str(h.get("Name")), str(h.get("Value"))) for h in _list(data, "Headers")
-               if isinstance(h, dict) and isinstance(h.get("Name"), str)]
+    # a header whose Value is null is no header ("None" as a Message-ID made every later
+    # such message a retry of the first)
+    headers = [(h["Name"], h["Value"]) for h in _list(data, "Headers")
+               if isinstance(h, dict) and isinstance(h.get("Name"), str)
+               and isinstance(h.get("Value"), str)]
     to = [_text(r, "Email") or "" for r in _list(data, "ToFull") if isinstance(r, dict)]
     to += [v for v in (_text(data, "OriginalRecipient"), _text(data, "To")) if v]
     parts = MailParts(

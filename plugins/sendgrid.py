@@ -12,7 +12,8 @@ SendGrid posts ``multipart/form-data`` (its own samples use the boundary ``xYzZY
 Both are read by ``hub.normalize.mail``: sender (RFC 2047 names), Reply-To, subject,
 reply text without the quote, phones and UTM links in it. The Message-ID (from
 ``headers`` or the raw message) is the event id, so SendGrid's retries (it queues and
-retries failed posts for up to 3 days) never make a second lead. Auto-replies and
+retries a post answered 5xx for up to 3 days; any other failure is not retried) never
+make a second lead. Auto-replies and
 bounces are stored and answered 200 without a lead.
 
 SendGrid signs nothing by default (its optional ECDSA "security policy" is not
@@ -57,7 +58,7 @@ class SendgridSource(Source[SendgridConfig]):
     description = "Twilio SendGrid Inbound Parse (multipart; parsed or raw mode)."
 
     def verify(self, request: InboundRequest) -> None:
-        check_token(request, self.config.token)
+        check_token(request, self.config.token, basic=True)  # also https://u:TOKEN@host/... in the URL
 
     def parse(self, request: InboundRequest) -> list[ParsedEvent]:
         if request.content_type != "multipart/form-data":

@@ -128,6 +128,12 @@ class TelegramSource(Source[TelegramConfig]):
     def respond(self, request: InboundRequest, accepted: Accepted) -> HookResponse:
         return HookResponse(200, b"")
 
+    def respond_quarantined(self, request: InboundRequest, reason: str) -> HookResponse:
+        """200 with an empty body, as for any update: Telegram reads a webhook answer's body
+        as a Bot API call (core.telegram.org/bots/api, "Making requests when getting
+        updates"), and retries anything but a 2xx. The update is stored either way."""
+        return HookResponse(200, b"")
+
     def _draft(self, message: dict[str, Any], kind: str) -> LeadDraft:
         sender: dict[str, Any] = message["from"]
         chat: dict[str, Any] = message["chat"]

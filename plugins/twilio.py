@@ -88,7 +88,7 @@ class TwilioSource(Source[TwilioConfig]):
     Config = TwilioConfig
     description = "Twilio Voice: incoming-call webhook (TwiML), status and recording callbacks."
     methods: ClassVar[tuple[str, ...]] = ("POST", "GET")
-    kept_headers: ClassVar[tuple[str, ...]] = ("x-twilio-signature", "x-twilio-idempotency-token")
+    kept_headers: ClassVar[tuple[str, ...]] = ("x-twilio-signature", IDEMPOTENCY_HEADER)
 
     def verify(self, request: InboundRequest) -> None:
         given = request.headers.get(SIGNATURE_HEADER, "").strip()
@@ -125,6 +125,11 @@ class TwilioSource(Source[TwilioConfig]):
                 return [not_a_lead("a message, not a call", event_id)]
             return [not_a_lead("a Twilio request without a CallSid", event_id)]
         return [_call(params, sid, status, event_id)]
+
+    def respond_quarantined(self, request: InboundRequest, reason: str) -> HookResponse:
+        """TwiML, as for any other call: a 422 would make Twilio play its "application
+        error" message to the caller (the request is stored either way)."""
+        return self.respond(request, Accepted(lead_ids=[]))
 
     def respond(self, request: InboundRequest, accepted: Accepted) -> HookResponse:
         try:

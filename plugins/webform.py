@@ -35,6 +35,7 @@ from hub.sdk import (
     TOKEN_PARAM,
     WEBHOOK_ID_HEADER,
     Accepted,
+    AuthError,
     Connector,
     HookResponse,
     InboundRequest,
@@ -102,11 +103,21 @@ class WebformSource(Source[WebformConfig]):
     description = "Landing-page forms (urlencoded, multipart) and flat JSON webhooks."
 
     def verify(self, request: InboundRequest) -> None:
-        """Token and signature are each required when configured; neither set is an open form."""
-        check_token(request, self.config.token)
-        secret = self.config.signing_secret
-        if secret is not None:
-            verify_standard_webhook(secret.get_secret_value(), request.headers, request.body)
+        """The contract's "either": with both ``token`` and ``signing_secret`` set, a plain
+        HTML form proves itself with the token and a backend with a Standard Webhooks
+        signature; with one set, that one is required; with neither, the form is open.
+        (Requiring both refused every plain form of a site that also had a signed backend.)"""
+        token, secret = self.config.token, self.config.signing_secret
+        if secret is None:
+            check_token(request, token)
+            return
+        if token is not None:
+            try:
+                check_token(request, token)
+                return
+            except AuthError:
+                pass  # then the signature must hold, and its error is the answer
+        verify_standard_webhook(secret.get_secret_value(), request.headers, request.body)
 
     def parse(self, request: InboundRequest) -> list[ParsedEvent]:
         """One lead per request; a body without any contact is still a draft (the core decides)."""

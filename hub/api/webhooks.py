@@ -150,12 +150,13 @@ async def _handle(source_name: str, path: str, request: Request, state: Any) -> 
         return error_response(404, "unknown_source", f"no enabled source named {source_name!r}")
     if request.method not in src.methods:
         return error_response(405, "method_not_allowed", f"{source_name} accepts {', '.join(src.methods)}")
+    limit = src.body_limit(rt.config.hub.max_body_bytes)
     try:
-        body = await read_body(request, rt.config.hub.max_body_bytes, rt.config.hub.body_timeout_s)
+        body = await read_body(request, limit, rt.config.hub.body_timeout_s)
     except BodyTooLarge as exc:
         _counted(source_name, "too_large")
-        await discard_rest(request.receive, request.scope, exc, rt.config.hub.max_body_bytes)
-        return too_large(rt.config.hub.max_body_bytes)
+        await discard_rest(request.receive, request.scope, exc, limit)
+        return too_large(limit)
     except BodyTimeout:
         _counted(source_name, "timeout")
         return timed_out(rt.config.hub.body_timeout_s)

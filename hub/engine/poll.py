@@ -97,7 +97,7 @@ def _poll(rt: Runtime, src: PollingSource[Any], outcome: PollOutcome,
           clock: Callable[[], float]) -> None:
     taken: set[str] = set()
     while True:
-        batch = src.poll(BATCH, rt.config.hub.max_body_bytes)
+        batch = src.poll(BATCH, src.body_limit(rt.config.hub.max_body_bytes))
         # a source whose marks do not stick would hand us the same messages forever
         fresh = [m for m in batch if m.event_id not in taken]
         if not fresh:

@@ -43,6 +43,10 @@ signing_secret = "{SECRET}"
 plugin = "webform"
 enabled = false
 
+[sources.big]
+plugin = "webform"
+max_body_bytes = 16384
+
 [destinations.jsonl]
 plugin = "file"
 """
@@ -132,6 +136,13 @@ def test_body_over_the_limit_gets_413(hub: Any) -> None:
                headers={"content-type": "application/x-www-form-urlencoded"})
     assert r.status_code == 413
     assert count(rt, t.inbound_events) == 0
+    # a source's own limit (e-mail with attachments) stands instead of the hub's
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    r = c.post("/hooks/big", content=b"phone=89161234567&x=" + b"a" * 10000, headers=form)
+    assert r.status_code == 200, r.text
+    r = c.post("/hooks/big", content=b"phone=89161234567&x=" + b"a" * 20000, headers=form)
+    assert r.status_code == 413 and "16384" in r.text
+    assert count(rt, t.inbound_events) == 1
 
 
 def test_no_contact_is_quarantined_with_422(hub: Any) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -159,6 +160,35 @@ def test_mailgun_signature_rules() -> None:
     with pytest.raises(AuthError):  # not even a form
         source("mailgun").verify(load_request("mailgun", "route_tester", source="mg", body=b"\x00{",
                                               headers={"content-type": "application/json"}))
+
+
+def test_mailgun_a_message_header_never_stands_in_for_the_signature_fields() -> None:
+    """Mailgun posts the message's headers as capitalised fields; one named ``Token`` or
+    ``Signature`` comes before Mailgun's own in the form and must not be read for them."""
+    body = request("mailgun", "route_tester").body
+    forged = b"Token=from-the-mail&Signature=00&Timestamp=1&" + body
+    source("mailgun").verify(load_request("mailgun", "route_tester", source="mg", body=forged))
+    assert source("mailgun").nonce(load_request("mailgun", "route_tester", source="mg",
+                                                body=forged)).value != "from-the-mail"
+
+
+def test_postmark_a_null_header_value_is_no_header() -> None:
+    """A ``Message-ID`` header with a null value was the text "None": every later such
+    message became a retry of the first."""
+    doc = json.loads(request("postmark", "docs_example").body)
+    doc["Headers"] = [*doc["Headers"], {"Name": "Message-ID", "Value": None}]
+    [event] = source("postmark").parse(request("postmark", "docs_example",
+                                               body=json.dumps(doc).encode()))
+    assert event.event_id not in (None, "None")
+
+
+def test_sendgrid_and_email_raw_take_the_token_in_the_urls_credentials() -> None:
+    """``https://user:TOKEN@host/hooks/...`` (Rails' Action Mailbox guide sets SendGrid up so)."""
+    for plugin in ("sendgrid", "email_raw"):
+        basic = base64.b64encode(f"actionmailbox:{TOKEN[plugin]}".encode()).decode()
+        name = payload_names(plugin)[0]
+        source(plugin).verify(request(plugin, name, query={},
+                                      headers={"authorization": f"Basic {basic}"}))
 
 
 def test_sendgrid_parsed_mode_forward_sample() -> None:

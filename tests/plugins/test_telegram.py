@@ -173,6 +173,7 @@ def test_http_garbage_goes_to_quarantine_but_telegram_gets_200(hub: Any) -> None
     _, c = hub
     r = send(c, "tg", "telegram", "message_text", body=b'{"update_id": "not a number"}')
     assert r.status_code == 200
+    assert r.content == b"", "Telegram reads an answer's body as a Bot API call"
     assert len(quarantined(c, "tg")) == 1 and leads(c, "tg") == []
 
 

@@ -146,6 +146,15 @@ def test_voice_webhook_is_an_inbound_call_answered_with_twiml() -> None:
     assert source().respond(req, Accepted([])).body == EMPTY_TWIML
 
 
+def test_a_quarantined_call_still_gets_twiml_and_the_idempotency_token_is_kept() -> None:
+    """A 422 would make Twilio play its "application error" message to the caller."""
+    req = request("voice_incoming")
+    answer = source(forward_to="+14155550100").respond_quarantined(req, "unreadable")
+    assert answer.status_code == 200 and answer.media_type == "text/xml"
+    assert "<Dial>+14155550100</Dial>" in str(answer.body)
+    assert "i-twilio-idempotency-token" in TwilioSource.kept_headers
+
+
 def test_status_callbacks_get_empty_twiml_even_with_forward_to() -> None:
     req = request("status_completed")
     assert source(forward_to="+14155550100").respond(req, Accepted(["01L"])).body == EMPTY_TWIML

@@ -227,12 +227,16 @@ def test_unsigned_request_when_a_signature_is_required() -> None:
         source(signing_secret=SECRET).verify(load_request("webform", "json_fetch"))
 
 
-def test_token_and_signature_both_required_when_both_set() -> None:
+def test_with_token_and_signing_secret_either_proof_is_enough() -> None:
+    """CONTRACT, "Authentication of sources": a token for plain HTML forms, or a signature."""
     src = source(token=TOKEN, signing_secret=SECRET)
-    request = signed("urlencoded_ru")  # its sidecar carries ?token=
-    src.verify(request)
-    with pytest.raises(AuthError):
-        src.verify(load_request("webform", "urlencoded_ru"))
+    src.verify(signed("urlencoded_ru"))  # both: its sidecar carries ?token=
+    src.verify(load_request("webform", "urlencoded_ru"))  # the token alone
+    src.verify(signed("json_fetch"))  # the signature alone
+    for forged in (load_request("webform", "json_fetch"),  # neither
+                   load_request("webform", "urlencoded_ru", query={"token": "wrong"})):
+        with pytest.raises(AuthError):
+            src.verify(forged)
 
 
 # ---------------------------------------------------------------- respond
