@@ -288,11 +288,14 @@ class InboundRequest:
         cannot be read is a ``ParseError``."""
         ctype = self.content_type
         if ctype == "application/x-www-form-urlencoded" or (not ctype and b"=" in self.body):
-            try:
-                text = self.body.decode("utf-8")
-            except UnicodeDecodeError:
-                text = self.body.decode("cp1251", errors="replace")
-            return clean_items(parse_qsl(text, keep_blank_values=True))
+            # Bytes first (latin-1 keeps each one), then each name and value in its charset:
+            # a browser percent-encodes a form in its page's charset and never says which,
+            # so a windows-1251 page's "Иван" came as %C8%E2%E0%ED and read as U+FFFD x 4.
+            declared = _charset_param(self.headers.get("content-type", ""))
+            pairs = parse_qsl(self.body.decode("latin-1"), keep_blank_values=True,
+                              encoding="latin-1")
+            return clean_items([(_form_text(k, declared), _form_text(v, declared))
+                                for k, v in pairs])
         if ctype == "multipart/form-data":
             try:
                 return clean_items(_multipart_items(self.headers.get("content-type", ""), self.body))
@@ -304,6 +307,30 @@ class InboundRequest:
         """The body as JSON, decoded by ``hub.bodies.loads_json``: nesting bounded, no lone
         surrogates, no ``NaN``/``Infinity``; anything else is a ``ParseError``."""
         return loads_json(self.body)
+
+
+def _charset_param(content_type: str) -> str | None:
+    """The ``charset=`` of a Content-Type header, when it names one."""
+    for param in content_type.split(";")[1:]:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"'):
+            return value.strip().strip('"')
+    return None
+
+
+def _form_text(latin: str, declared: str | None) -> str:
+    """A urlencoded name or value (its bytes as latin-1 text) decoded: in the declared
+    charset, else UTF-8, else windows-1251 (the Russian web's other charset)."""
+    raw = latin.encode("latin-1")
+    if raw.isascii():
+        return latin
+    for charset in (declared, "utf-8"):
+        if charset:
+            try:
+                return raw.decode(charset)
+            except (LookupError, UnicodeDecodeError):
+                pass
+    return raw.decode("cp1251", errors="replace")
 
 
 def _multipart_items(content_type: str, body: bytes) -> list[tuple[str, str]]:

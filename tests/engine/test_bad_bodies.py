@@ -96,6 +96,19 @@ def test_json_invalid_utf8_is_unparseable(body: bytes) -> None:
         request(body).json()
 
 
+@pytest.mark.parametrize(("body", "content_type", "name"), [
+    (b"name=%C8%E2%E0%ED&phone=%2B7+916", "application/x-www-form-urlencoded", "Иван"),  # cp1251 page
+    (b"name=%D0%98%D0%B2%D0%B0%D0%BD", "application/x-www-form-urlencoded", "Иван"),  # UTF-8 page
+    ("name=Иван".encode("cp1251"), "application/x-www-form-urlencoded", "Иван"),  # raw bytes
+    (b"name=%E9%D7%C1%CE", "application/x-www-form-urlencoded; charset=koi8-r", "Иван"),
+    (b"name=%C8%E2%E0%ED", "application/x-www-form-urlencoded; charset=nonsense", "Иван"),
+])
+def test_a_form_is_read_in_its_pages_charset(body: bytes, content_type: str, name: str) -> None:
+    """Browsers percent-encode a form in the page's charset and never name it: a value
+    that is not UTF-8 is read as the declared charset, else windows-1251."""
+    assert dict(request(body, content_type).form_items())["name"] == name
+
+
 def test_multipart_nested_thousands_deep_is_unparseable() -> None:
     inner = b""
     for i in range(3000, 0, -1):
