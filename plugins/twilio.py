@@ -18,6 +18,16 @@ The Voice URL wants TwiML back: ``forward_to`` answers ``<Dial>`` to that number
 ``<Response/>`` (Twilio then hangs up — fine when the hub only receives status
 callbacks). Status and recording callbacks get an empty ``<Response/>``.
 
+With ``forward_to``, Twilio answers the call itself to run the ``<Dial>``, so the call's
+own status says nothing of the sales phone: it is ``in-progress`` at once and
+``completed`` however the dial ended, and its ``CallDuration`` counts the ringing. So the
+``<Dial>`` names an ``action`` (``<hook URL>/dial``; ``public_url`` + ``/dial`` when set),
+which Twilio calls when the dial ends with ``DialCallStatus`` (``completed``/``answered``
+= picked up; ``busy``, ``no-answer``, ``failed``, ``canceled``) and ``DialCallDuration``
+(twilio.com/docs/voice/twiml/dial, "action"): those give the lead's ``answered`` and talk
+time, and the call's own ``in-progress``/``completed`` give neither. The answer to the
+action is an empty ``<Response/>``: the call ends.
+
 ``CallSid`` is the call id. A ``<Dial>`` leg (``Direction=outbound-dial``) reports on the
 call it belongs to (``ParentCallSid``): its answer and talk time are the call's. The
 status orders events (queued < ringing < in-progress < final) as ``seq``.
@@ -30,7 +40,7 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
@@ -119,12 +129,19 @@ class TwilioSource(Source[TwilioConfig]):
         if recording and (text(params.get("RecordingStatus")) or not text(params.get("CallStatus"))):
             return [_recording(params, sid, event_id or _key(request, params, "recording"))]
         status = (text(params.get("CallStatus")) or "").lower()
-        event_id = event_id or _key(request, params, status)
+        dial = (text(params.get("DialCallStatus")) or "").lower()
+        event_id = event_id or _key(request, params, f"dial-{dial}" if dial else status)
         if sid is None:
             if text(params.get("MessageSid")):
                 return [not_a_lead("a message, not a call", event_id)]
             return [not_a_lead("a Twilio request without a CallSid", event_id)]
-        return [_call(params, sid, status, event_id)]
+        if dial:
+            return [_dial_ended(params, sid, dial, event_id)]
+        return [_call(params, sid, status, event_id, forwarded=self._forwards())]
+
+    def _forwards(self) -> bool:
+        """The hub answers calls with its own ``<Dial>`` (module doc)."""
+        return bool(self.config.forward_to) and not self.config.voice_twiml
 
     def respond_quarantined(self, request: InboundRequest, reason: str) -> HookResponse:
         """TwiML, as for any other call: a 422 would make Twilio play its "application
@@ -141,9 +158,19 @@ class TwilioSource(Source[TwilioConfig]):
             if self.config.voice_twiml:
                 twiml = self.config.voice_twiml
             elif self.config.forward_to:
-                twiml = ('<?xml version="1.0" encoding="UTF-8"?><Response><Dial>'
-                         f"{escape(self.config.forward_to)}</Dial></Response>")
+                action = escape(self._dial_action(request), {'"': "&quot;"})
+                twiml = ('<?xml version="1.0" encoding="UTF-8"?><Response>'
+                         f'<Dial action="{action}">{escape(self.config.forward_to)}</Dial>'
+                         "</Response>")
         return HookResponse(200, twiml, media_type="text/xml")
+
+    def _dial_action(self, request: InboundRequest) -> str:
+        """Where Twilio reports how the ``<Dial>`` ended: ``/dial`` under this source.
+        Relative to the URL Twilio called when there is no ``public_url`` (Twilio resolves
+        it so): ``<name>/dial`` from ``/hooks/<name>``, ``dial`` from ``/hooks/<name>/x``."""
+        if self.config.public_url:
+            return self.config.public_url.rstrip("/") + "/dial"
+        return "dial" if request.path else f"{self.context.name}/dial"
 
     def _signed_url(self, request: InboundRequest) -> str:
         """The URL Twilio signed: ``public_url`` + rest of the path + query, else the URL seen."""
@@ -218,13 +245,24 @@ def _key(request: InboundRequest, params: Mapping[str, str], what: str) -> str:
 
 
 def _is_voice_webhook(params: Mapping[str, str]) -> bool:
-    """The "a call comes in" request (wants TwiML), not a status or recording callback."""
+    """The "a call comes in" request (wants TwiML), not a status, recording or ``<Dial>``
+    action callback (that one answered with ``<Dial>`` again would dial a second time)."""
     return bool(params.get("CallSid")) and not params.get("CallbackSource") and not (
-        params.get("RecordingSid") or params.get("RecordingUrl")
+        params.get("RecordingSid") or params.get("RecordingUrl") or params.get("DialCallStatus")
     ) and params.get("CallStatus", "").lower() not in FINAL
 
 
-def _call(params: Mapping[str, str], sid: str, status: str, event_id: str) -> ParsedEvent:
+def _dial_ended(params: Mapping[str, str], sid: str, dial: str, event_id: str) -> ParsedEvent:
+    """The ``<Dial>`` action callback: whether the sales phone picked up, and the talk time."""
+    answered = dial in ("completed", "answered")
+    talk = as_int(params.get("DialCallDuration"))
+    info = CallInfo(call_id=sid, answered=answered,
+                    duration_s=(talk or 0) if answered else 0, seq=STATUS_SEQ["completed"])
+    return call_event(info, event_id=event_id, fields={"twilio_dial_status": dial})
+
+
+def _call(params: Mapping[str, str], sid: str, status: str, event_id: str,
+          forwarded: bool = False) -> ParsedEvent:
     direction = (text(params.get("Direction")) or "inbound").lower()
     parent = text(params.get("ParentCallSid"))
     final = status in FINAL
@@ -234,6 +272,13 @@ def _call(params: Mapping[str, str], sid: str, status: str, event_id: str) -> Pa
     elif final:
         answered = False
     duration = (as_int(params.get("CallDuration")) or 0) if final else None
+    when = _rfc2822(params.get("Timestamp"))
+    started = when if status in ("queued", "initiated", "ringing") else None
+    if final and when is not None and duration is not None:
+        started = when - timedelta(seconds=duration)  # the callback comes at the end
+    if forwarded and not direction.startswith("outbound") and answered:
+        # Twilio itself answered, to run our <Dial>: the action callback tells (module doc)
+        answered, duration = None, None
     seq = STATUS_SEQ.get(status)
     if direction == "outbound-dial" and parent:
         # A <Dial> leg: whether the sales phone picked up, and the talk time, of the parent call.
@@ -241,7 +286,6 @@ def _call(params: Mapping[str, str], sid: str, status: str, event_id: str) -> Pa
                         seq=seq)
         return call_event(info, event_id=event_id)
     outbound = direction.startswith("outbound")
-    started = _rfc2822(params.get("Timestamp")) if status in ("queued", "initiated", "ringing") else None
     info = CallInfo(
         call_id=sid,
         direction="outbound" if outbound else "inbound",

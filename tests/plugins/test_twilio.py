@@ -4,6 +4,7 @@ status and recording callbacks of one call → one lead."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -139,8 +140,8 @@ def test_voice_webhook_is_an_inbound_call_answered_with_twiml() -> None:
         (CALLER, NUMBER, "inbound", None)
     answer = source(forward_to="+14155550100").respond(req, Accepted(["01L"]))
     assert answer.media_type == "text/xml"
-    assert answer.body == ('<?xml version="1.0" encoding="UTF-8"?><Response><Dial>+14155550100'
-                           "</Dial></Response>")
+    assert answer.body == ('<?xml version="1.0" encoding="UTF-8"?><Response>'
+                           f'<Dial action="{PUBLIC}/dial">+14155550100</Dial></Response>')
     own = source(voice_twiml="<Response><Say>Hi</Say></Response>").respond(req, Accepted([]))
     assert own.body == "<Response><Say>Hi</Say></Response>"
     assert source().respond(req, Accepted([])).body == EMPTY_TWIML
@@ -151,7 +152,7 @@ def test_a_quarantined_call_still_gets_twiml_and_the_idempotency_token_is_kept()
     req = request("voice_incoming")
     answer = source(forward_to="+14155550100").respond_quarantined(req, "unreadable")
     assert answer.status_code == 200 and answer.media_type == "text/xml"
-    assert "<Dial>+14155550100</Dial>" in str(answer.body)
+    assert ">+14155550100</Dial>" in str(answer.body)
     assert "i-twilio-idempotency-token" in TwilioSource.kept_headers
 
 
@@ -169,6 +170,46 @@ def test_completed_and_no_answer() -> None:
     assert missed.event_id == "status:CA1e4b7d0a3c6f9b2e5d8a1c4f7b0e3d6a:no-answer:"
     assert missed.lead is not None and missed.lead.call is not None
     assert (missed.lead.call.answered, missed.lead.call.duration_s) == (False, 0)
+
+
+def dial_action(status: str, duration: int | None = None) -> tuple[bytes, dict[str, str]]:
+    """The ``<Dial action>`` callback as Twilio posts it (twilio.com/docs/voice/twiml/dial),
+    signed for ``public_url`` + ``/dial``."""
+    params = [("AccountSid", "AC3f8e2b7c1d9a4e6f0b5c8d2a7e1f4b9c"), ("CallSid", SID),
+              ("CallStatus", "in-progress"), ("Direction", "inbound"), ("From", CALLER),
+              ("To", NUMBER), ("DialCallSid", "CA9d1f"), ("DialCallStatus", status)]
+    if duration is not None:
+        params.append(("DialCallDuration", str(duration)))
+    headers = {"x-twilio-signature": signature(TOKEN, f"{PUBLIC}/dial", params),
+               "content-type": "application/x-www-form-urlencoded",
+               "i-twilio-idempotency-token": f"dial-{status}-{duration}"}
+    return urlencode(params).encode(), headers
+
+
+def test_with_forward_to_the_dial_action_says_whether_the_sales_phone_answered() -> None:
+    """Twilio answers the call itself to run the <Dial>: the call's own ``completed`` (and
+    its CallDuration, ringing included) says nothing of the sales phone; the action does."""
+    fwd = source(forward_to="+14155550100")
+    [status] = fwd.parse(request("status_completed"))
+    assert status.lead is not None and status.lead.call is not None
+    assert (status.lead.call.answered, status.lead.call.duration_s) == (None, None)
+    assert status.lead.call.started_at == datetime(2025, 11, 25, 15, 3, 8, tzinfo=UTC)  # 15:04:05 - 57 s
+    for dial, duration, answered, talk in (("no-answer", None, False, 0), ("busy", None, False, 0),
+                                           ("completed", 41, True, 41), ("answered", 12, True, 12)):
+        body, headers = dial_action(dial, duration)
+        req = InboundRequest("POST", "twilio_calls", "dial", (), headers, body, f"{PUBLIC}/dial")
+        fwd.verify(req)
+        [event] = fwd.parse(req)
+        assert event.lead is not None and event.lead.call is not None and event.lead.call.call_id == SID
+        assert (event.lead.call.answered, event.lead.call.duration_s) == (answered, talk)
+        assert fwd.respond(req, Accepted(["01L"])).body == EMPTY_TWIML, "never dial again"
+    no_public = TwilioSource(TwilioConfig.model_validate(
+        {"plugin": "twilio", "auth_token": TOKEN, "forward_to": "+1415"}),
+        ConnectorContext(name="calls", data_dir=Path(".")))
+    voice = request("voice_incoming")
+    assert 'action="calls/dial"' in str(no_public.respond(voice, Accepted([])).body)
+    sub = InboundRequest("POST", "calls", "voice", (), voice.headers, voice.body, "")
+    assert 'action="dial"' in str(no_public.respond(sub, Accepted([])).body)
 
 
 def test_recording_callback_and_dial_leg() -> None:
@@ -204,7 +245,7 @@ def test_http_voice_webhook_is_a_lead_and_gets_twiml(hub: CallHub) -> None:
     r = hub.send("twilio_calls", "twilio", "voice_incoming")
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("text/xml")
-    assert "<Dial>+14155550100</Dial>" in r.text
+    assert f'<Dial action="{PUBLIC}/dial">+14155550100</Dial>' in r.text
     lead = hub.only_lead("twilio_calls")
     assert lead["contact"]["phones"] == [CALLER] and lead["call"]["to"] == NUMBER
 
@@ -232,9 +273,13 @@ def test_http_all_callbacks_out_of_order_make_one_complete_lead(hub: CallHub) ->
     assert hub.send("twilio_calls", "twilio", "voice_incoming").status_code == 200
     pause()
     assert hub.send("twilio_calls", "twilio", "recording_completed").status_code == 200
+    pause()
+    body, headers = dial_action("completed", 41)
+    r = hub.send("twilio_calls", "twilio", "status_completed", body=body, headers=headers, path="dial")
+    assert r.status_code == 200 and r.text == EMPTY_TWIML
     lead = hub.only_lead("twilio_calls")
     call = lead["call"]
-    assert (call["from"], call["to"], call["answered"], call["duration_s"]) == (CALLER, NUMBER, True, 57)
+    assert (call["from"], call["to"], call["answered"], call["duration_s"]) == (CALLER, NUMBER, True, 41)
     assert call["recording_url"].endswith("/Recordings/RE4d2f8a1c9b3e7d5f0a6c2e8b4d1f7a9c")
     assert lead["fields"]["twilio_recording_sid"] == "RE4d2f8a1c9b3e7d5f0a6c2e8b4d1f7a9c"
 
@@ -251,3 +296,15 @@ def test_http_tracking_number_gives_utm_tags(hub: CallHub) -> None:
     lead = hub.only_lead("twilio_calls")
     assert (lead["utm"]["source"], lead["utm"]["medium"], lead["utm"]["campaign"]) == \
         ("facebook", "paid_social", "fall")
+
+
+def test_http_a_forwarded_call_nobody_picked_up_is_a_missed_call(hub: CallHub) -> None:
+    assert hub.send("twilio_calls", "twilio", "voice_incoming").status_code == 200
+    pause()
+    body, headers = dial_action("no-answer")
+    r = hub.send("twilio_calls", "twilio", "status_completed", body=body, headers=headers, path="dial")
+    assert r.status_code == 200 and r.text == EMPTY_TWIML
+    pause()
+    assert hub.send("twilio_calls", "twilio", "status_completed").status_code == 200
+    call = hub.only_lead("twilio_calls")["call"]
+    assert (call["answered"], call["duration_s"]) == (False, 0)
