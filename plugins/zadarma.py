@@ -77,8 +77,9 @@ class ZadarmaConfig(CallSourceConfig):
         description="The API secret (Settings → Integrations and API → Keys and API); signs events.",
     )
     timezone: str = Field(
-        default="UTC",
-        description="Time zone of the Zadarma account; call_start is written in it.",
+        default="Europe/Moscow",
+        description="Time zone of the Zadarma account; call_start is written in it (the "
+        "default matches the other Russian telephony sources; set yours).",
     )
 
     @field_validator("timezone")
