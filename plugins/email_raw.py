@@ -6,7 +6,8 @@ an SMTP-to-HTTP bridge. The body is the message byte for byte; it is parsed by
 ``hub.normalize.mail`` (sender, Reply-To, subject, reply text, phones, UTM links).
 
 * Content type ``message/rfc822`` (also accepted: ``text/plain``,
-  ``application/octet-stream`` or none, when the body starts like a header block).
+  ``application/octet-stream`` or none; and ``application/x-www-form-urlencoded``, what
+  ``curl --data-binary`` sends without ``-H``, when the body starts like a header block).
 * The Message-ID is the event id: a relay that retries never makes a second lead.
 * Auto-replies and bounces (``Auto-Submitted``, ``multipart/report``, mailer-daemon)
   are stored and answered 200 without a lead.
@@ -15,6 +16,7 @@ an SMTP-to-HTTP bridge. The body is the message byte for byte; it is parsed by
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -32,6 +34,9 @@ from hub.sdk import (
 )
 
 MESSAGE_TYPES = ("message/rfc822", "text/plain", "application/octet-stream", "")
+#: the first line of a message: a header field (RFC 5322 field name, then ":"), or mbox's
+#: "From " line
+_HEADER_START = re.compile(rb"\A(?:From |[!-9;-~]+:)")
 
 
 class EmailRawConfig(TokenSourceConfig):
@@ -48,8 +53,10 @@ class EmailRawSource(Source[EmailRawConfig]):
         check_token(request, self.config.token, basic=True)  # also https://u:TOKEN@host/... in the URL
 
     def parse(self, request: InboundRequest) -> list[ParsedEvent]:
-        if request.content_type not in MESSAGE_TYPES:
-            raise ParseError(f"expected message/rfc822, got {request.content_type}")
+        ctype = request.content_type
+        if ctype not in MESSAGE_TYPES and not (
+                ctype == "application/x-www-form-urlencoded" and _HEADER_START.match(request.body)):
+            raise ParseError(f"expected message/rfc822, got {ctype}")
         parts = parse_message(request.body)
         if not (parts.sender or parts.text or parts.html):
             raise ParseError("not an e-mail message: no From and no text")

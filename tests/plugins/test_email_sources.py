@@ -191,6 +191,16 @@ def test_sendgrid_and_email_raw_take_the_token_in_the_urls_credentials() -> None
                                       headers={"authorization": f"Basic {basic}"}))
 
 
+def test_email_raw_takes_a_message_curl_labelled_as_a_form() -> None:
+    """``curl --data-binary @mail.eml`` without ``-H`` says application/x-www-form-urlencoded."""
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    for name in payload_names("email_raw"):
+        [event] = source("email_raw").parse(request("email_raw", name, headers=form))
+        assert event.lead is not None or event.reason  # read as the message it is
+    with pytest.raises(ParseError):  # a real form is not a message
+        source("email_raw").parse(request("email_raw", name, headers=form, body=b"a=1&b=2"))
+
+
 def test_sendgrid_parsed_mode_forward_sample() -> None:
     event = one("sendgrid", "parsed_forward")
     assert event.event_id == "CAAzJDmKK=-=RRYtNxwMhg4Z=Qy96H1mZva0GNf1JqhhDyPf-dA@mail.gmail.com"
