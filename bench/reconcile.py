@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib
 import json
 import os
 import random
@@ -115,6 +116,9 @@ def generate(directory: Path, records: int, seed: int) -> None:
 
 
 def run_leadhub(directory: Path) -> dict[str, object]:
+    # first, as in the hub: it sets polars' allocator up before polars loads
+    # (hub/reconcile/__init__.py)
+    importlib.import_module("hub.reconcile")
     from datetime import UTC, datetime
 
     import polars as pl

@@ -135,3 +135,24 @@ def test_empty_sides() -> None:
     assert flags([], []) == set()
     assert flags([rec("1c-1", "X", 1.0)], []) == {("missing_in_crm", "1c-1", "")}
     assert flags([], [rec("amo-1", "Y", 1.0)]) == {("missing_in_accounting", "", "amo-1")}
+
+
+def test_the_reconcile_package_sets_polars_allocator_up_before_polars_loads() -> None:
+    """Freed pages go back at once (hub/reconcile/__init__.py: the 1M x 1M peak 954 -> 828
+    MB); set before polars is imported, in a fresh process as a worker is; an admin's own
+    setting wins."""
+    import os
+    import subprocess
+    import sys
+
+    probe = ("import hub.reconcile.match, os, sys; "
+             "print(os.environ['_RJEM_MALLOC_CONF'], 'polars' in sys.modules)")
+    env = {k: v for k, v in os.environ.items() if k != "_RJEM_MALLOC_CONF"}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
+    # polars puts its own defaults (decay 500/1000 ms) before what it finds; jemalloc takes
+    # the last value of a key
+    assert out[0].endswith("dirty_decay_ms:0,muzzy_decay_ms:0") and out[1] == "True"
+    own = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                         env={**env, "_RJEM_MALLOC_CONF": "narenas:2"}).stdout.split()
+    assert own[0].endswith("narenas:2") and "dirty_decay_ms:0" not in own[0]
