@@ -9,9 +9,9 @@ rules out; they live here so a new source reads bodies the same way. Pure functi
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal
 
+from hub.bodies import loads_json
 from hub.connectors import InboundRequest
 from hub.errors import ParseError
 
@@ -38,8 +38,8 @@ def looks_like_json(request: InboundRequest) -> bool:
 
 def _is_json_object(body: bytes) -> bool:
     try:
-        return isinstance(json.loads(body), dict)
-    except ValueError:  # not JSON (UnicodeDecodeError is a ValueError too)
+        return isinstance(loads_json(body), dict)  # bounded: 10,000 "{" deep is no crash
+    except ParseError:
         return False
 
 

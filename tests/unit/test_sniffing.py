@@ -34,6 +34,7 @@ def request(content_type: str | None, body: bytes) -> InboundRequest:
     ("application/x-www-form-urlencoded", b"{x=1", "form"),  # not JSON: still a form
     ("application/x-www-form-urlencoded", b'{"a": 1', "form"),
     ("multipart/form-data; boundary=x", b'{"a": 1}', "form"),  # multipart is never JSON
+    ("application/x-www-form-urlencoded", b"{" * 20_000, "form"),  # nesting: no RecursionError
 ])
 def test_body_kind(content_type: str | None, body: bytes, kind: str | None) -> None:
     assert body_kind(request(content_type, body)) == kind
