@@ -13,11 +13,11 @@ Both are read by ``hub.normalize.mail``: sender (RFC 2047 names), Reply-To, subj
 reply text without the quote, phones and UTM links in it. The Message-ID (from
 ``headers`` or the raw message) is the event id, so SendGrid's retries (it queues and
 retries a post answered 5xx for up to 3 days; any other failure is not retried) never
-make a second lead. Auto-replies and
-bounces are stored and answered 200 without a lead.
+make a second lead. Auto-replies and bounces are stored and answered 200 without a lead.
 
 SendGrid signs nothing by default (its optional ECDSA "security policy" is not
-supported): set ``token`` and give SendGrid the URL with ``?token=...``.
+supported): set ``token`` and give SendGrid the URL with ``?token=...`` (or as the
+password of the URL's credentials, ``https://parse:TOKEN@host/...``).
 """
 
 from __future__ import annotations
