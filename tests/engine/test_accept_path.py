@@ -247,20 +247,27 @@ def outcome(rt: Runtime, inbound_id: str) -> dict[str, Any]:
             "quarantined": list(reasons), "phones": data["contact"]["phones"] if data else None}
 
 
-def newest_request(rt: Runtime, source: str) -> str:
+def request_ids(rt: Runtime, source: str) -> set[str]:
     ie = t.inbound_events
     with rt.db.connect() as conn:
-        return cast(str, conn.execute(select(ie.c.id).where(ie.c.source == source)
-                                      .order_by(ie.c.id.desc()).limit(1)).scalar_one())
+        return set(conn.execute(select(ie.c.id).where(ie.c.source == source)).scalars())
+
+
+def the_new_request(rt: Runtime, source: str, before: set[str]) -> str:
+    """The one raw request of ``source`` stored since ``before`` (ids are ULIDs: two made
+    in the same millisecond do not sort in the order they were made)."""
+    [new] = request_ids(rt, source) - before
+    return new
 
 
 def by_webhook(h: CallHub, source: str) -> dict[str, str]:
     """Post every case to ``source``; each case's raw request id."""
     ids = {}
     for name, body in CASES.items():
+        before = request_ids(h.rt, source)
         r = h.client.post(f"/hooks/{source}", content=body, headers={"content-type": FORM})
         assert r.status_code in (200, 422), r.text
-        ids[name] = newest_request(h.rt, source)
+        ids[name] = the_new_request(h.rt, source, before)
     return ids
 
 
@@ -269,9 +276,10 @@ def by_poll(h: CallHub, first_id: int) -> dict[str, str]:
     ids = {}
     for i, (name, body) in enumerate(CASES.items(), start=first_id):
         ProbeMailbox.inbox.append(PolledMessage(f"msg-{i}", body.encode(), FORM, ref=str(i)))
+        before = request_ids(h.rt, "mail")
         polled = poll_source(h.rt, "mail")
         assert polled.error is None and polled.messages == 1
-        ids[name] = newest_request(h.rt, "mail")
+        ids[name] = the_new_request(h.rt, "mail", before)
     return ids
 
 
