@@ -53,6 +53,20 @@ def clean_text(text: str) -> str:
     return _SURROGATE.sub("\ufffd", text) if _SURROGATE.search(text) else text
 
 
+def decode_text(data: bytes, charset: str | None) -> str:
+    """Bytes of text whose charset a sender may or may not have declared: in ``charset``,
+    else UTF-8, else windows-1251 (the Russian web's other charset; every byte decodes),
+    cleaned. For e-mail parts and urlencoded form values alike."""
+    for name in (charset, "utf-8"):
+        if name:
+            try:
+                # a declared utf-7 can hold lone surrogates: never let one into a lead
+                return clean_text(data.decode(name))
+            except (LookupError, UnicodeDecodeError, ValueError):  # ValueError: NUL in the name
+                continue
+    return data.decode("cp1251", errors="replace")
+
+
 def storable_text(text: str) -> str:
     """``clean_text`` that also replaces NUL, which PostgreSQL refuses in text columns:
     for what the core stores from a request as text (event ids, reasons, paths)."""

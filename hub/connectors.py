@@ -34,7 +34,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from hub.bodies import clean_items, loads_json
+from hub.bodies import clean_items, decode_text, loads_json
 from hub.capabilities import (
     LEGACY_FLAGS,
     Capability,
@@ -319,18 +319,8 @@ def _charset_param(content_type: str) -> str | None:
 
 
 def _form_text(latin: str, declared: str | None) -> str:
-    """A urlencoded name or value (its bytes as latin-1 text) decoded: in the declared
-    charset, else UTF-8, else windows-1251 (the Russian web's other charset)."""
-    raw = latin.encode("latin-1")
-    if raw.isascii():
-        return latin
-    for charset in (declared, "utf-8"):
-        if charset:
-            try:
-                return raw.decode(charset)
-            except (LookupError, UnicodeDecodeError):
-                pass
-    return raw.decode("cp1251", errors="replace")
+    """A urlencoded name or value (its bytes as latin-1 text) decoded (``decode_text``)."""
+    return latin if latin.isascii() else decode_text(latin.encode("latin-1"), declared)
 
 
 def _multipart_items(content_type: str, body: bytes) -> list[tuple[str, str]]:

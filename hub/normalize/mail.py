@@ -55,7 +55,7 @@ from email.utils import getaddresses
 from html.parser import HTMLParser
 from urllib.parse import parse_qsl, urlsplit
 
-from hub.bodies import clean_text
+from hub.bodies import decode_text
 from hub.connectors import LeadDraft, ParsedEvent
 from hub.errors import ParseError
 from hub.normalize.emails import find_emails, normalize_email
@@ -171,26 +171,14 @@ def _header_str(value: object) -> str:
             return str(value)
         for chunk, charset in decoded:
             if isinstance(chunk, bytes):
-                chunks.append(_decode(chunk, None if charset == "unknown-8bit" else charset))
+                chunks.append(decode_text(chunk, None if charset == "unknown-8bit" else charset))
             else:
                 chunks.append(chunk)
         return "".join(chunks)
     text = str(value)
     if any("\udc80" <= ch <= "\udcff" for ch in text):  # surrogate-escaped raw bytes
-        return _decode(text.encode("ascii", "surrogateescape"), None)
+        return decode_text(text.encode("ascii", "surrogateescape"), None)
     return text
-
-
-def _decode(data: bytes, charset: str | None) -> str:
-    """Bytes in a declared charset; undeclared or unknown: UTF-8, else windows-1251."""
-    for name in (charset, "utf-8"):
-        if name:
-            try:
-                # a declared utf-7 can hold lone surrogates: never let one into a lead
-                return clean_text(data.decode(name))
-            except (LookupError, UnicodeDecodeError, ValueError):  # ValueError: NUL in the name
-                continue
-    return data.decode("cp1251", errors="replace")
 
 
 def _bodies(msg: Message) -> tuple[str | None, str | None]:
@@ -214,7 +202,7 @@ def _bodies(msg: Message) -> tuple[str | None, str | None]:
         data = part.get_payload(decode=True)
         if not isinstance(data, bytes):
             continue
-        content = _decode(data, part.get_content_charset())
+        content = decode_text(data, part.get_content_charset())
         if ctype == "text/plain" and text is None:
             text = content
         elif ctype == "text/html" and html is None:
