@@ -166,8 +166,9 @@ class TwilioSource(Source[TwilioConfig]):
 
     def _dial_action(self, request: InboundRequest) -> str:
         """Where Twilio reports how the ``<Dial>`` ended: ``/dial`` under this source.
-        Relative to the URL Twilio called when there is no ``public_url`` (Twilio resolves
-        it so): ``<name>/dial`` from ``/hooks/<name>``, ``dial`` from ``/hooks/<name>/x``."""
+        Relative to the URL Twilio called when there is no ``public_url`` (``action`` takes
+        a "relative or absolute URL", twilio.com/docs/voice/twiml/dial): ``<name>/dial``
+        from ``/hooks/<name>``, ``dial`` from ``/hooks/<name>/x``."""
         if self.config.public_url:
             return self.config.public_url.rstrip("/") + "/dial"
         return "dial" if request.path else f"{self.context.name}/dial"
