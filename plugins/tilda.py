@@ -14,6 +14,10 @@ What Tilda sends (help-ru.tilda.cc/formsscript, help.tilda.cc/forms/script):
 * right after the webhook is added, the body ``test=test``: a connection test, answered
   200 ``ok``, stored, no lead.
 
+The same fields as a JSON object (``{"Name": ..., "Phone": ..., "tranid": ...}``) are read
+as well: Tilda's documented webhook is a form, but relays and integrations re-post it as
+JSON, and a lead refused for its encoding would only sit in quarantine.
+
 Tilda signs nothing: with ``token`` set the webhook URL must carry ``?token=...`` (or the
 header ``X-Leadhub-Token``). Every accepted request is answered ``200`` with the body
 ``ok``; the answer leaves as soon as the raw request is committed.
@@ -37,7 +41,10 @@ from hub.sdk import (
     draft_from_fields,
     field_key,
     hookimpl,
+    json_object,
+    json_pairs,
     looks_like_form,
+    looks_like_json,
 )
 
 #: Tilda's default variable names that the shared alias table does not know.
@@ -58,21 +65,32 @@ class TildaSource(Source[TildaConfig]):
         check_token(request, self.config.token)
 
     def parse(self, request: InboundRequest) -> list[ParsedEvent]:
-        if not looks_like_form(request):
-            ctype = request.content_type
-            raise ParseError(f"expected Tilda's urlencoded form, got {ctype or 'no content type'}")
-        items = request.form_items()
+        items, extra = read_fields(request)
         if not items:
             raise ParseError("empty form")
         if is_test_ping(items):
             return [ParsedEvent(lead=None, reason="Tilda webhook test (test=test)")]
         tranid = next((v.strip() for k, v in items if field_key(k) == "tranid" and v.strip()), None)
         draft = draft_from_fields(items, channel="form", field_map=TILDA_FIELD_MAP)
+        for key, value in extra.items():
+            draft.fields.setdefault(key, value)
         return [ParsedEvent(event_id=tranid, lead=draft)]
 
     def respond(self, request: InboundRequest, accepted: Accepted) -> HookResponse:
         """``ok``, as Tilda's sample script answers, for leads, pings and retries alike."""
         return HookResponse(200, "ok", media_type="text/plain")
+
+
+def read_fields(request: InboundRequest) -> tuple[list[tuple[str, str]], dict[str, Any]]:
+    """The form's (name, value) pairs; the same fields posted as a JSON object are read too
+    (a relay or a Tilda integration that re-posts the submission as JSON), their nested
+    values (a ``payment`` block) kept apart for ``lead.fields``."""
+    if looks_like_json(request):
+        return json_pairs(json_object(request))
+    if looks_like_form(request):
+        return request.form_items(), {}
+    ctype = request.content_type
+    raise ParseError(f"expected Tilda's urlencoded form, got {ctype or 'no content type'}")
 
 
 def is_test_ping(items: list[tuple[str, str]]) -> bool:

@@ -52,6 +52,7 @@ from hub.sdk import (
     json_object,
     looks_like_form,
     looks_like_json,
+    scalar_texts,
     verify_standard_webhook,
 )
 
@@ -167,31 +168,12 @@ def json_items(data: dict[str, Any]) -> tuple[list[tuple[str, str]], dict[str, A
             prefix = _NESTED_AS_PREFIX[key]
             for sub_key, sub_value in value.items():
                 name = sub_key if sub_key.lower().startswith(prefix) else prefix + sub_key
-                items += [(name, text) for text in _texts(sub_value) or []]
-        elif (texts := _texts(value)) is not None:
+                items += [(name, text) for text in scalar_texts(sub_value) or []]
+        elif (texts := scalar_texts(value)) is not None:
             items += [(key, text) for text in texts]
         else:
             extra[key] = value
     return items, extra
-
-
-def _texts(value: Any) -> list[str] | None:
-    """A scalar or a list of scalars as texts (null as nothing); None for anything else."""
-    if isinstance(value, list):
-        texts = [_scalar_text(v) for v in value]
-        return None if any(t is None for t in texts) else [t for t in texts if t]
-    text = _scalar_text(value)
-    return None if text is None else [text] if text else []
-
-
-def _scalar_text(value: Any) -> str | None:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str | int | float):
-        return str(value)
-    return None
 
 
 def _add_extra(draft: LeadDraft, extra: dict[str, Any]) -> None:

@@ -106,7 +106,16 @@ from hub.sdk.auth import (
     sign_standard_webhook,
     verify_standard_webhook,
 )
-from hub.sdk.sniffing import FORM_TYPES, BodyKind, body_kind, json_object, looks_like_form, looks_like_json
+from hub.sdk.sniffing import (
+    FORM_TYPES,
+    BodyKind,
+    body_kind,
+    json_object,
+    json_pairs,
+    looks_like_form,
+    looks_like_json,
+    scalar_texts,
+)
 from hub.sdk.telephony import TrackingConfig
 
 __all__ = [
@@ -124,9 +133,9 @@ __all__ = [
     "clean_items", "clean_line", "clean_message_id", "clean_multiline", "clean_text",
     "clean_value", "draft_from_fields", "draft_from_message", "draft_from_parts",
     "event_from_parts", "expected_secret", "field_key", "find_emails", "find_phones", "holds_key",
-    "hookimpl", "json_object", "loads_json", "looks_like_form", "looks_like_json", "mask_email",
+    "hookimpl", "json_object", "json_pairs", "loads_json", "looks_like_form", "looks_like_json", "mask_email",
     "mask_phone", "mask_text", "messengers", "meta", "normalize_email", "normalize_lead",
-    "normalize_phone", "parse_message", "same_secret", "sign_standard_webhook", "sniffing",
+    "normalize_phone", "parse_message", "same_secret", "scalar_texts", "sign_standard_webhook", "sniffing",
     "telephony", "verify_standard_webhook",
 ]
 

@@ -64,3 +64,41 @@ def json_object(request: InboundRequest) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ParseError(f"expected a JSON object, got {type(data).__name__}")
     return data
+
+
+def json_pairs(data: dict[str, Any]) -> tuple[list[tuple[str, str]], dict[str, Any]]:
+    """A flat JSON object as form-style (name, value) pairs, and what is not flat.
+
+    Scalars are read as text (``true``/``false`` for booleans, null as nothing), a list of
+    scalars as the same name repeated, as a form repeats a multi-valued input; any other
+    value (an object, a list holding one) is returned apart, for ``lead.fields`` as it is.
+    So a source that takes a form takes the same fields posted as JSON.
+    """
+    items: list[tuple[str, str]] = []
+    extra: dict[str, Any] = {}
+    for key, value in data.items():
+        texts = scalar_texts(value)
+        if texts is None:
+            extra[key] = value
+        else:
+            items += [(key, text) for text in texts]
+    return items, extra
+
+
+def scalar_texts(value: Any) -> list[str] | None:
+    """A scalar or a list of scalars as texts (empty ones left out); None for anything else."""
+    if isinstance(value, list):
+        texts = [_scalar_text(v) for v in value]
+        return None if any(t is None for t in texts) else [t for t in texts if t]
+    text = _scalar_text(value)
+    return None if text is None else [text] if text else []
+
+
+def _scalar_text(value: Any) -> str | None:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        return str(value)
+    return None
