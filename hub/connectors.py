@@ -296,6 +296,8 @@ class InboundRequest:
                               encoding="latin-1")
             return clean_items([(_form_text(k, declared), _form_text(v, declared))
                                 for k, v in pairs])
+        if ctype == "text/plain" and b"=" in self.body:
+            return clean_items(_text_plain_items(self.body, self.headers.get("content-type", "")))
         if ctype == "multipart/form-data":
             try:
                 return clean_items(_multipart_items(self.headers.get("content-type", ""), self.body))
@@ -321,6 +323,20 @@ def _charset_param(content_type: str) -> str | None:
 def _form_text(latin: str, declared: str | None) -> str:
     """A urlencoded name or value (its bytes as latin-1 text) decoded (``decode_text``)."""
     return latin if latin.isascii() else decode_text(latin.encode("latin-1"), declared)
+
+
+def _text_plain_items(body: bytes, content_type: str) -> list[tuple[str, str]]:
+    """An HTML form posted with ``enctype="text/plain"``: one ``name=value`` per line,
+    CRLF-terminated, nothing escaped (WHATWG HTML, "text/plain encoding algorithm"). A
+    single line with no line break is read as urlencoded instead: that is how scripts
+    mislabel a urlencoded form, and a one-field text/plain form reads the same either way
+    but for ``+`` and ``%``."""
+    text = decode_text(body, _charset_param(content_type))
+    lines = text.splitlines()
+    if len(lines) <= 1 and "&" in text:
+        pairs = parse_qsl(text.strip(), keep_blank_values=True)
+        return [(k, v) for k, v in pairs]
+    return [(name, value) for name, sep, value in (line.partition("=") for line in lines) if sep]
 
 
 def _multipart_items(content_type: str, body: bytes) -> list[tuple[str, str]]:

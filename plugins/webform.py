@@ -3,7 +3,8 @@
 Accepted bodies (what browsers and no-code tools send, per the WHATWG form submission rules):
 
 * ``application/x-www-form-urlencoded`` and ``multipart/form-data`` as browsers send
-  them (file inputs are ignored);
+  them (file inputs are ignored), and ``text/plain`` as ``<form enctype="text/plain">``
+  sends it (one ``name=value`` per line);
 * a JSON object (``application/json``, or ``text/plain`` as ``fetch(..., {mode:
   "no-cors"})`` and ``sendBeacon`` send it) with the same field names as a form::
 
@@ -101,7 +102,7 @@ class WebformSource(Source[WebformConfig]):
     """Web forms and flat JSON webhooks: urlencoded, multipart or JSON bodies."""
 
     Config = WebformConfig
-    description = "Landing-page forms (urlencoded, multipart) and flat JSON webhooks."
+    description = "Landing-page forms (urlencoded, multipart, text/plain) and flat JSON webhooks."
 
     def verify(self, request: InboundRequest) -> None:
         """The contract's "either": with both ``token`` and ``signing_secret`` set, a plain

@@ -44,9 +44,10 @@ def _is_json_object(body: bytes) -> bool:
 
 
 def looks_like_form(request: InboundRequest) -> bool:
-    """A form content type, or an unlabelled body with a ``name=value`` in it."""
+    """A form content type, or an unlabelled or ``text/plain`` body with a ``name=value``
+    in it (``<form enctype="text/plain">`` posts one per line; JSON is tried first)."""
     ctype = request.content_type
-    return ctype in FORM_TYPES or (not ctype and b"=" in request.body)
+    return ctype in FORM_TYPES or (ctype in ("", "text/plain") and b"=" in request.body)
 
 
 def body_kind(request: InboundRequest) -> BodyKind | None:

@@ -22,7 +22,8 @@ def request(content_type: str | None, body: bytes) -> InboundRequest:
     ("application/vnd.acme+json", b'{"a": 1}', "json"),
     ("text/plain;charset=UTF-8", b'  {"a": 1}', "json"),  # fetch no-cors, sendBeacon
     (None, b'{"a": 1}', "json"),
-    ("text/plain", b"a=1", None),  # text/plain is JSON or nothing
+    ("text/plain", b"a=1", "form"),  # <form enctype="text/plain">: name=value lines
+    ("text/plain", b"no fields here", None),
     ("application/x-www-form-urlencoded", b"a=1", "form"),
     ("multipart/form-data; boundary=x", b"--x--", "form"),
     (None, b"name=Ivan&phone=1", "form"),
@@ -49,3 +50,16 @@ def test_json_object_refuses_other_json() -> None:
     assert json_object(request("application/json", b'{"a": 1}')) == {"a": 1}
     with pytest.raises(ParseError, match="expected a JSON object, got list"):
         json_object(request("application/json", b"[1]"))
+
+
+@pytest.mark.parametrize(("body", "items"), [
+    # WHATWG text/plain encoding: one entry per CRLF line, nothing escaped
+    (b"name=Ivan Petrov\r\nmessage=a=b & c+d 100%\r\n",
+     [("name", "Ivan Petrov"), ("message", "a=b & c+d 100%")]),
+    (b"name=Ivan\nphone=+7 916\n", [("name", "Ivan"), ("phone", "+7 916")]),
+    # one line with '&': a script's urlencoded form under the wrong label
+    (b"name=Ivan+Petrov&phone=%2B7916", [("name", "Ivan Petrov"), ("phone", "+7916")]),
+    ("name=Иван\r\n".encode("cp1251"), [("name", "Иван")]),  # undeclared charset: cp1251
+])
+def test_text_plain_form_items(body: bytes, items: list[tuple[str, str]]) -> None:
+    assert request("text/plain", body).form_items() == items
