@@ -40,11 +40,8 @@ from hub.sdk import (
     check_token,
     draft_from_fields,
     field_key,
+    fields_of,
     hookimpl,
-    json_object,
-    json_pairs,
-    looks_like_form,
-    looks_like_json,
 )
 
 #: Tilda's default variable names that the shared alias table does not know.
@@ -65,7 +62,9 @@ class TildaSource(Source[TildaConfig]):
         check_token(request, self.config.token)
 
     def parse(self, request: InboundRequest) -> list[ParsedEvent]:
-        items, extra = read_fields(request)
+        # the same fields as a JSON object too: relays and integrations re-post a
+        # submission so; nested values (a ``payment`` block) are kept for lead.fields
+        items, extra = fields_of(request, expected="Tilda's urlencoded form")
         if not items:
             raise ParseError("empty form")
         if is_test_ping(items):
@@ -79,18 +78,6 @@ class TildaSource(Source[TildaConfig]):
     def respond(self, request: InboundRequest, accepted: Accepted) -> HookResponse:
         """``ok``, as Tilda's sample script answers, for leads, pings and retries alike."""
         return HookResponse(200, "ok", media_type="text/plain")
-
-
-def read_fields(request: InboundRequest) -> tuple[list[tuple[str, str]], dict[str, Any]]:
-    """The form's (name, value) pairs; the same fields posted as a JSON object are read too
-    (a relay or a Tilda integration that re-posts the submission as JSON), their nested
-    values (a ``payment`` block) kept apart for ``lead.fields``."""
-    if looks_like_json(request):
-        return json_pairs(json_object(request))
-    if looks_like_form(request):
-        return request.form_items(), {}
-    ctype = request.content_type
-    raise ParseError(f"expected Tilda's urlencoded form, got {ctype or 'no content type'}")
 
 
 def is_test_ping(items: list[tuple[str, str]]) -> bool:

@@ -42,16 +42,14 @@ from hub.sdk import (
     InboundRequest,
     LeadDraft,
     ParsedEvent,
-    ParseError,
     Source,
     SourceConfig,
     check_token,
     draft_from_fields,
     field_key,
+    fields_of,
     holds_key,
     hookimpl,
-    json_object,
-    looks_like_form,
     looks_like_json,
     scalar_texts,
     verify_standard_webhook,
@@ -133,7 +131,7 @@ class WebformSource(Source[WebformConfig]):
     def respond(self, request: InboundRequest, accepted: Accepted) -> HookResponse:
         """303 to ``redirect_url`` for a browser's form post; the contract's JSON otherwise."""
         url = self.config.redirect_url
-        if url and request.content_type in FORM_TYPES and wants_page(request.headers):
+        if url and is_html_form(request) and wants_page(request.headers):
             return HookResponse(303, headers={"Location": url})
         return super().respond(request, accepted)
 
@@ -148,12 +146,7 @@ def read_body(request: InboundRequest) -> tuple[list[tuple[str, str]], dict[str,
 
     Raises ``ParseError`` for anything that is neither a form nor a JSON object.
     """
-    if looks_like_json(request):
-        return json_items(json_object(request))
-    if looks_like_form(request):
-        return request.form_items(), {}
-    ctype = request.content_type
-    raise ParseError(f"expected a form or a JSON object, got {ctype or 'no content type'}")
+    return fields_of(request, flatten=json_items)
 
 
 def json_items(data: dict[str, Any]) -> tuple[list[tuple[str, str]], dict[str, Any]]:
@@ -191,6 +184,12 @@ def event_id(request: InboundRequest, items: list[tuple[str, str]]) -> str | Non
         if field_key(name) in EVENT_ID_FIELDS and value.strip():
             return value.strip()
     return None
+
+
+def is_html_form(request: InboundRequest) -> bool:
+    """A body an HTML form posts: urlencoded, multipart, or ``enctype="text/plain"``."""
+    ctype = request.content_type
+    return ctype in FORM_TYPES or (ctype == "text/plain" and not looks_like_json(request))
 
 
 def wants_page(headers: Mapping[str, str]) -> bool:

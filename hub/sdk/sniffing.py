@@ -9,6 +9,7 @@ rules out; they live here so a new source reads bodies the same way. Pure functi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 from hub.bodies import loads_json
@@ -103,3 +104,20 @@ def _scalar_text(value: Any) -> str | None:
     if isinstance(value, str | int | float):
         return str(value)
     return None
+
+
+def fields_of(
+    request: InboundRequest,
+    *,
+    expected: str = "a form or a JSON object",
+    flatten: Callable[[dict[str, Any]], tuple[list[tuple[str, str]], dict[str, Any]]] = json_pairs,
+) -> tuple[list[tuple[str, str]], dict[str, Any]]:
+    """A body's fields whichever way they came: a JSON object through ``flatten`` (pairs,
+    and the values kept apart), or a form's (name, value) pairs; else ``ParseError``
+    naming what was ``expected``."""
+    if looks_like_json(request):
+        return flatten(json_object(request))
+    if looks_like_form(request):
+        return request.form_items(), {}
+    ctype = request.content_type
+    raise ParseError(f"expected {expected}, got {ctype or 'no content type'}")

@@ -242,9 +242,10 @@ def test_with_token_and_signing_secret_either_proof_is_enough() -> None:
 # ---------------------------------------------------------------- respond
 
 
-def test_html_form_post_is_redirected() -> None:
+@pytest.mark.parametrize("payload", ["multipart_chrome", "urlencoded_ru", "text_plain_form"])
+def test_html_form_post_is_redirected(payload: str) -> None:
     src = source(redirect_url="https://example.ru/thanks")
-    response = src.respond(load_request("webform", "multipart_chrome"), Accepted(["01L"]))
+    response = src.respond(load_request("webform", payload), Accepted(["01L"]))
     assert response.status_code == 303
     assert response.headers == {"Location": "https://example.ru/thanks"}
 
