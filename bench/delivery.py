@@ -195,6 +195,24 @@ class Store:
             )
             return [(float(r), float(c), float(dv)) for r, c, dv in rows]
 
+    def slowest(self, destination: str, since: float) -> tuple[str, float, float, int] | None:
+        """(lead id, received_at, delivered_at, attempts) of the delivery to ``destination``
+        that took longest, of the leads received since ``since``."""
+        from sqlalchemy import select
+
+        from hub.store import tables as t
+
+        d, ld = t.deliveries, t.leads
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(ld.c.id, ld.c.received_at, d.c.delivered_at, d.c.attempts)
+                .join(ld, ld.c.id == d.c.lead_id)
+                .where(d.c.destination == destination, d.c.status == "delivered",
+                       ld.c.received_at >= since)
+                .order_by((d.c.delivered_at - ld.c.received_at).desc()).limit(1)
+            ).first()
+        return None if row is None else (row[0], float(row[1]), float(row[2]), int(row[3]))
+
     def close(self) -> None:
         self.engine.dispose()
 
@@ -376,6 +394,27 @@ def expected_reachable(faults: float, after: float = 0.5) -> float:
     return 1 / c
 
 
+def say_story(say: Any, slowest: tuple[str, float, float, int] | None,
+              requests: list[Any]) -> None:
+    """The slowest lead's trip, from the fake's log: each request that carried its marker
+    (its batch's creates) and every look-up meanwhile, in seconds from its commit. What the
+    p99 with faults is made of is one unlucky batch; this says which luck."""
+    if slowest is None:
+        return
+    lead_id, received, delivered, attempts = slowest
+    marker = f"lh:{lead_id}:amo".encode()
+    say(f"    slowest lead: {delivered - received:.2f} s, {attempts} attempt(s):")
+    for q in requests:
+        if not received <= q.time <= delivered + 0.01:
+            continue
+        mine = marker in q.body
+        if q.method == "POST" and not mine:
+            continue
+        what = "its create" if mine else f"a look-up ({(q.q('query') or '')[:24]})"
+        say(f"      +{q.time - received:6.2f} s  {q.method} {q.path}  {what}"
+            f"{'  FAULT ' + q.fault if q.fault else ''}")
+
+
 def limit_429s(amo: Any, before: int) -> int:
     """429s the fake answered for its rate limit (not the ones injected as faults)."""
     injected = sum(1 for q in amo.requests if (q.fault or "").startswith("429"))
@@ -490,6 +529,8 @@ def bench_latency(rate: float, seconds: float, faults: float, work: Path, pg_url
             lat = [dv - rc for rc, _, dv in stages if rc >= t0]
             route = route_times(stages, t0)
             markers = amo.leads_by_marker("lh:")
+            if faults:
+                say_story(say, store.slowest("amo", t0), amo.requests)
             return LatencyRow(deployment, faults, store.kind, sent, len(lat),
                               sum(1 for q in amo.requests if q.fault), len(amo.requests),
                               limit_429s(amo, c429), percentile(lat, 0.5), percentile(lat, 0.99),

@@ -101,7 +101,7 @@ def test_test_ping_is_not_a_lead() -> None:
 
 @pytest.mark.parametrize("body, ctype", [
     (b"", "application/x-www-form-urlencoded"),
-    (b'{"Name": "x"}', "application/json"),
+    (b'["Name", "x"]', "application/json"),  # JSON, but no object of fields
     (b"<xml/>", "text/xml"),
 ])
 def test_garbage_is_a_parse_error(body: bytes, ctype: str) -> None:
