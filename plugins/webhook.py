@@ -47,6 +47,7 @@ from hub.sdk import (
     holds_key,
     hookimpl,
     sign_standard_webhook,
+    url_secrets,
 )
 
 log = logging.getLogger("leadhub.webhook")
@@ -164,8 +165,10 @@ class WebhookDestination(Destination[WebhookConfig]):
         size = config.max_in_flight
         # the URL is absolute; each request's slot is taken in ``deliver`` (in order), so
         # the client takes none itself (``slot=False``)
+        # the URL is the receiver's: a key in its path, query or credentials stays out of
+        # error messages (last_error, logs)
         self.client = ConnectorClient(config, context, base_url="", timeout_s=config.timeout_s,
-                                      max_connections=size)
+                                      max_connections=size, secrets=url_secrets(str(config.url)))
         self.window = InFlightWindow(START_WINDOW, size)
         self._pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix=f"webhook-{context.name}")
 

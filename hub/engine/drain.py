@@ -388,6 +388,7 @@ class Drain:
             {r.id: r for r in rows}, outcomes, deferred, unsent,
             quick=answered_before or self.sent_ok, now=self.clock())
         record_attempt(self.rt.db, record, attempt, self.clock())
+        _log_failures(self.name, record, len(outcomes), self.clock())
         return self.after(outcomes, answered_before)
 
     # ------------------------------------------------------------ one attempt
@@ -550,3 +551,21 @@ def _complete(items: list[DeliveryItem], result: Any) -> list[DeliveryOutcome]:
         or DeliveryOutcome(i.delivery_id, error=RetryableError("no outcome reported", uncertain=True))
         for i in items
     ]
+
+
+def _log_failures(destination: str, record: AttemptRecord, tried: int, now: float) -> None:
+    """One line per failed batch attempt (not per lead): how many failed, the first error
+    (as stored in ``last_error``: a request's method and path, never its query or
+    credentials) and when they are tried again; an error line for those given up. The
+    logging chain masks any phone or address a receiver echoed into its error."""
+    if not record.failed:
+        return
+    dead = [f for f in record.failed if f["b_status"] == "dead"]
+    retried = [f for f in record.failed if f["b_status"] != "dead"]
+    if retried:
+        wait = max(0.0, min(f["b_next"] for f in retried) - now)
+        log.warning("delivery to %s failed for %d of %d item(s), retried in %.1f s: %s",
+                    destination, len(retried), tried, wait, retried[0]["b_error"][:300])
+    if dead:
+        log.error("delivery to %s gave up on %d item(s) (dead): %s",
+                  destination, len(dead), dead[0]["b_error"][:300])

@@ -158,12 +158,13 @@ from hub.sdk.http import (
     bearer_token,
     error_for,
     parse_retry_after,
+    url_secrets,
 )
 
 __all__ += [
     "ANY_STATUS", "ConnectorClient", "HttpConnectorConfig", "HttpSettings", "SecretAuth",
     "api_key_header", "api_key_query", "basic_auth", "bearer_token", "error_for", "http",
-    "parse_retry_after",
+    "parse_retry_after", "url_secrets",
 ]
 
 # --- capabilities and readers (engineer D: hub/capabilities.py, hub/sdk/readers.py) ---

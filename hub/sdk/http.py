@@ -58,7 +58,7 @@ from contextlib import ExitStack
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
-from urllib.parse import quote, quote_plus
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit
 
 import httpx
 from pydantic import BaseModel, Field, SecretBytes, SecretStr, field_validator
@@ -253,6 +253,20 @@ def config_secrets(value: Any) -> list[str]:
     if isinstance(value, list | tuple | set | frozenset):
         return [s for item in value for s in config_secrets(item)]
     return []
+
+
+def url_secrets(url: str) -> list[str]:
+    """What may be a secret in a URL an admin configured whole (a receiver's webhook URL):
+    its user and password, every query value, and its path, segment by segment. Receivers
+    put their key in the path as often as in the query (Slack's ``/services/T…/B…/<key>``,
+    Zapier's ``/hooks/catch/<id>/<key>/``, n8n's ``/webhook/<uuid>``), and an error names the
+    request's path: given to ``ConnectorClient(secrets=...)``, they read as ``***`` there.
+    Segments too short to be a key (``/in``, ``/v1``) stay readable."""
+    parts = urlsplit(url)
+    found = [parts.username or "", parts.password or ""]
+    found += [value for _name, value in parse_qsl(parts.query, keep_blank_values=True)]
+    found += [unquote(seg) for seg in parts.path.split("/") if len(seg) >= MIN_SECRET_LEN]
+    return [f for f in found if len(f) >= MIN_SECRET_LEN]
 
 
 def _mask_error(exc: ExcT, masker: SecretMasker) -> ExcT:

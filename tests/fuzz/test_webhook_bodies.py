@@ -15,6 +15,7 @@ Mango's ``sign``, VK's ``secret``. The request goes through the running app on l
    a provider's retry or a quarantine entry), and it is not refused as unauthenticated.
 
 Derandomized, so CI runs the same examples each time; ~300 examples take ~20 s here.
+``LEADHUB_FUZZ_EXAMPLES=N`` runs N fresh random examples instead.
 """
 
 from __future__ import annotations
@@ -372,7 +373,12 @@ def stored(rt: Runtime) -> int:
         return int(conn.execute(select(func.count()).select_from(t.inbound_events)).scalar_one())
 
 
-@settings(max_examples=300, derandomize=True, deadline=None, database=None,
+#: ``LEADHUB_FUZZ_EXAMPLES=5000`` runs that many new random examples (not the derandomized
+#: 300 CI runs): a longer hunt on one's own machine
+LONG_RUN = int(os.environ.get("LEADHUB_FUZZ_EXAMPLES", "0"))
+
+
+@settings(max_examples=LONG_RUN or 300, derandomize=not LONG_RUN, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                  HealthCheck.large_base_example])
 @given(case=requests())

@@ -32,6 +32,7 @@ from hub.sdk.http import (
     bearer_token,
     error_for,
     parse_retry_after,
+    url_secrets,
 )
 from hub.testing import FakeServer, RecordedRequest, Response, serving
 
@@ -305,3 +306,13 @@ def test_a_failed_limiter_sends_nothing(api: Echo, tmp_path: Path) -> None:
     assert type(err) is RetryableError and not err.uncertain and "rate limiter" in str(err)
     assert api.requests == []
     c.close()
+
+
+def test_url_secrets_are_the_parts_of_a_configured_url_a_key_hides_in() -> None:
+    found = url_secrets("https://relay:pa55word@hooks.example.com/services/T0ABC/B0DEF/"
+                        "xYz123SecretKey/in?key=query-secret&v=1")
+    assert {"relay", "pa55word", "query-secret", "services", "T0ABC", "B0DEF",
+            "xYz123SecretKey"} <= set(found)
+    assert "in" not in found and "1" not in found  # too short to be a key
+    assert url_secrets("https://example.com/") == []
+    assert url_secrets("https://example.com/%D0%BA%D0%BB%D1%8E%D1%87-42") == ["ключ-42"]
