@@ -305,6 +305,27 @@ class InboundRequest:
                 raise ParseError("multipart body nested too deep") from None
         raise ParseError(f"expected a form body, got {ctype or 'no content type'}")
 
+    def form_bytes(self, name: str) -> bytes | None:
+        """The first value of the form field ``name`` as the bytes that were sent (a
+        urlencoded value percent-decoded, a multipart part's payload), None when there is
+        no such field. For a field that is itself a document in its own encodings (a raw
+        e-mail message, whose 8-bit parts each name a charset): ``form_items`` decodes
+        every value as text first, and a KOI8-R part's bytes did not survive that."""
+        ctype = self.content_type
+        if ctype == "application/x-www-form-urlencoded" or (not ctype and b"=" in self.body):
+            for key, value in parse_qsl(self.body.decode("latin-1"), keep_blank_values=True,
+                                        encoding="latin-1"):
+                if key == name:
+                    return value.encode("latin-1")
+            return None
+        if ctype == "multipart/form-data":
+            try:
+                parts = _multipart_parts(self.headers.get("content-type", ""), self.body)
+            except RecursionError:
+                raise ParseError("multipart body nested too deep") from None
+            return next((raw for key, raw, _charset in parts if key == name), None)
+        return None
+
     def json(self) -> Any:
         """The body as JSON, decoded by ``hub.bodies.loads_json``: nesting bounded, no lone
         surrogates, no ``NaN``/``Infinity``; anything else is a ``ParseError``."""
@@ -341,23 +362,31 @@ def _text_plain_items(body: bytes, content_type: str) -> list[tuple[str, str]]:
 
 def _multipart_items(content_type: str, body: bytes) -> list[tuple[str, str]]:
     """Parse multipart/form-data with the standard library (RFC 7578); files are dropped."""
-    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
-    message = BytesParser(policy=HTTP).parsebytes(head + body)
-    if not message.is_multipart():
-        raise ParseError("multipart body without a valid boundary")
     items: list[tuple[str, str]] = []
-    for part in message.iter_parts():
-        name = part.get_param("name", header="content-disposition")
-        if not isinstance(name, str) or part.get_filename() is not None:
-            continue
-        payload = part.get_payload(decode=True)
-        raw = payload if isinstance(payload, bytes) else b""
-        charset = part.get_content_charset() or "utf-8"
+    for name, raw, charset in _multipart_parts(content_type, body):
         try:
             items.append((name, raw.decode(charset, errors="replace")))
         except LookupError:  # a charset Python does not know: read it as UTF-8
             items.append((name, raw.decode("utf-8", errors="replace")))
     return items
+
+
+def _multipart_parts(content_type: str, body: bytes) -> list[tuple[str, bytes, str]]:
+    """(name, payload bytes, charset) of each field of a multipart/form-data body; files
+    are dropped."""
+    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
+    message = BytesParser(policy=HTTP).parsebytes(head + body)
+    if not message.is_multipart():
+        raise ParseError("multipart body without a valid boundary")
+    parts: list[tuple[str, bytes, str]] = []
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not isinstance(name, str) or part.get_filename() is not None:
+            continue
+        payload = part.get_payload(decode=True)
+        parts.append((name, payload if isinstance(payload, bytes) else b"",
+                      part.get_content_charset() or "utf-8"))
+    return parts
 
 
 @dataclass

@@ -99,7 +99,9 @@ class MailgunSource(Source[MailgunConfig]):
         fields = form_fields(request)
         mime = fields.get("body-mime")
         if mime is not None and mime.strip():
-            parts = parse_message(mime.encode("utf-8", "surrogateescape"))
+            # the message's own bytes: its 8-bit parts are in the charsets they name
+            parts = parse_message(request.form_bytes("body-mime")
+                                  or mime.encode("utf-8", "surrogateescape"))
         elif any(fields.get(name, "").strip() for name in MESSAGE_FIELDS):
             parts = parts_from_fields(fields)
         else:

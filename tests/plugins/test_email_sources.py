@@ -145,6 +145,15 @@ def test_mailgun_mime_mode_and_auto_reply() -> None:
     assert auto.lead is None and auto.event_id == "vacation-0042@mail.gmail.com"
 
 
+def test_mailgun_mime_mode_reads_an_8bit_part_in_its_own_charset() -> None:
+    """body-mime is a message with its own encodings: a KOI8-R part sent 8-bit, in a
+    multipart form part that names no charset, was decoded as UTF-8 and lost its text."""
+    lead = lead_json(one("mailgun", "mime_mode_8bit"))
+    assert lead["contact"]["name"] == "Анна Кузьмина"
+    assert lead["message"].startswith("Здравствуйте! Хочу записаться на курс."), lead["message"]
+    assert lead["fields"]["subject"] == "Запись на курс"
+
+
 def test_mailgun_signature_rules() -> None:
     fields = {"timestamp": "1795993800", "token": "abc"}
     good = hmac.new(b"k", b"1795993800abc", hashlib.sha256).hexdigest()

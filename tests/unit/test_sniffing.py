@@ -6,6 +6,8 @@ the cases below are what they accepted, so the shared helper keeps their behavio
 
 from __future__ import annotations
 
+from urllib.parse import quote_from_bytes
+
 import pytest
 
 from hub.sdk import InboundRequest, ParseError, body_kind, json_object, looks_like_form
@@ -63,3 +65,16 @@ def test_json_object_refuses_other_json() -> None:
 ])
 def test_text_plain_form_items(body: bytes, items: list[tuple[str, str]]) -> None:
     assert request("text/plain", body).form_items() == items
+
+
+def test_form_bytes_are_the_bytes_sent() -> None:
+    koi8 = "Привет".encode("koi8-r")
+    urlencoded = request("application/x-www-form-urlencoded",
+                         b"a=1&body-mime=" + quote_from_bytes(koi8).encode() + b"&body-mime=2")
+    assert urlencoded.form_bytes("body-mime") == koi8  # the first, percent-decoded
+    assert urlencoded.form_bytes("missing") is None
+    multipart = request("multipart/form-data; boundary=XyZ",
+                        b'--XyZ\r\nContent-Disposition: form-data; name="body-mime"\r\n\r\n'
+                        + koi8 + b"\r\n--XyZ--\r\n")
+    assert multipart.form_bytes("body-mime") == koi8
+    assert request("application/json", b'{"body-mime": "x"}').form_bytes("body-mime") is None
