@@ -287,7 +287,7 @@ class InboundRequest:
         Names and values never hold a lone surrogate (``hub/bodies.py``); a body that
         cannot be read is a ``ParseError``."""
         ctype = self.content_type
-        if ctype == "application/x-www-form-urlencoded" or (not ctype and b"=" in self.body):
+        if self._urlencoded():
             # Bytes first (latin-1 keeps each one), then each name and value in its charset:
             # a browser percent-encodes a form in its page's charset and never says which,
             # so a windows-1251 page's "Иван" came as %C8%E2%E0%ED and read as U+FFFD x 4.
@@ -305,6 +305,11 @@ class InboundRequest:
                 raise ParseError("multipart body nested too deep") from None
         raise ParseError(f"expected a form body, got {ctype or 'no content type'}")
 
+    def _urlencoded(self) -> bool:
+        """A urlencoded form: so labelled, or unlabelled with a ``name=value`` in it."""
+        ctype = self.content_type
+        return ctype == "application/x-www-form-urlencoded" or (not ctype and b"=" in self.body)
+
     def form_bytes(self, name: str) -> bytes | None:
         """The first value of the form field ``name`` as the bytes that were sent (a
         urlencoded value percent-decoded, a multipart part's payload), None when there is
@@ -312,7 +317,7 @@ class InboundRequest:
         e-mail message, whose 8-bit parts each name a charset): ``form_items`` decodes
         every value as text first, and a KOI8-R part's bytes did not survive that."""
         ctype = self.content_type
-        if ctype == "application/x-www-form-urlencoded" or (not ctype and b"=" in self.body):
+        if self._urlencoded():
             for key, value in parse_qsl(self.body.decode("latin-1"), keep_blank_values=True,
                                         encoding="latin-1"):
                 if key == name:

@@ -70,9 +70,7 @@ class TildaSource(Source[TildaConfig]):
         if is_test_ping(items):
             return [ParsedEvent(lead=None, reason="Tilda webhook test (test=test)")]
         tranid = next((v.strip() for k, v in items if field_key(k) == "tranid" and v.strip()), None)
-        draft = draft_from_fields(items, channel="form", field_map=TILDA_FIELD_MAP)
-        for key, value in extra.items():
-            draft.fields.setdefault(key, value)
+        draft = draft_from_fields(items, channel="form", field_map=TILDA_FIELD_MAP, extra=extra)
         return [ParsedEvent(event_id=tranid, lead=draft)]
 
     def respond(self, request: InboundRequest, accepted: Accepted) -> HookResponse:

@@ -40,7 +40,6 @@ from hub.sdk import (
     Connector,
     HookResponse,
     InboundRequest,
-    LeadDraft,
     ParsedEvent,
     Source,
     SourceConfig,
@@ -124,8 +123,8 @@ class WebformSource(Source[WebformConfig]):
         items, extra = read_body(request)
         taken = {name for name, _ in items}
         items += [(k, v) for k, v in request.query if k != TOKEN_PARAM and k not in taken]
-        draft = draft_from_fields(items, channel="form", field_map=self.config.field_map)
-        _add_extra(draft, extra)
+        draft = draft_from_fields(items, channel="form", field_map=self.config.field_map,
+                                  extra=extra)
         return [ParsedEvent(event_id=event_id(request, items), lead=draft)]
 
     def respond(self, request: InboundRequest, accepted: Accepted) -> HookResponse:
@@ -168,11 +167,6 @@ def json_items(data: dict[str, Any]) -> tuple[list[tuple[str, str]], dict[str, A
         else:
             extra[key] = value
     return items, extra
-
-
-def _add_extra(draft: LeadDraft, extra: dict[str, Any]) -> None:
-    for key, value in extra.items():
-        draft.fields.setdefault(key, value)
 
 
 def event_id(request: InboundRequest, items: list[tuple[str, str]]) -> str | None:

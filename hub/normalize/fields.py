@@ -114,11 +114,14 @@ def draft_from_fields(
     *,
     channel: Channel = "form",
     field_map: Mapping[str, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> LeadDraft:
     """Read (name, value) pairs, in order, into a draft; empty values count as absent.
 
     ``field_map`` maps an admin's alias to a name of ``CANONICAL_FIELDS`` and wins over
-    the built-in table. Names in ``DROPPED_FIELDS`` are left out.
+    the built-in table. Names in ``DROPPED_FIELDS`` are left out. ``extra``: values that
+    are no text (a JSON body's nested objects, ``hub.sdk.fields_of``), kept in
+    ``lead.fields`` as they are where no pair took the name.
     """
     draft = LeadDraft(channel=channel)
     slots: dict[str, tuple[str, str]] = {}  # canonical single field -> (original name, value)
@@ -140,6 +143,8 @@ def draft_from_fields(
         else:
             add_field(draft.fields, name, value)
     _fill_slots(draft, slots)
+    for key, value in (extra or {}).items():
+        draft.fields.setdefault(key, value)
     return draft
 
 
