@@ -8,6 +8,7 @@ so the mask does not leak the length either.
 from __future__ import annotations
 
 import re
+from urllib.parse import unquote, unquote_plus
 
 import phonenumbers
 
@@ -38,6 +39,13 @@ _HELD_MASK = "\ue000"  # a private-use character: neither a digit nor a separato
 #: A date starting a match ("2026-11-23 18" from "2026-11-23 18:30") is not a phone.
 _DATE_PREFIX = re.compile(r"(?:19|20)\d\d-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])"
                           r"|(?:0[1-9]|[12]\d|3[01])\.(?:0[1-9]|1[0-2])\.(?:19|20)\d\d")
+#: Seconds with their fraction after a time of day ("18:30:15.123456"), not a phone.
+_TIME_BEFORE = re.compile(r"\d:\d\d:$")
+_SECONDS = re.compile(r"\d\d[.,]\d{1,9}")
+#: A piece of a URL or an urlencoded form between its delimiters ("ivan%40mail.ru" in
+#: "?email=ivan%40mail.ru&x=1"), matched without backtracking (a token is read once).
+_URL_TOKEN = re.compile(r"[^\s&=?#\"'<>,;]+")
+_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
 #: Digits a run needs to be masked: 7 (the shortest national number with its trunk or
 #: area code), or 5 after a "+" (a short number of a small country with its code).
 _MIN_DIGITS, _MIN_DIGITS_PLUS = 7, 5
@@ -77,13 +85,41 @@ def mask_text(text: str) -> str:
     vanity number). Order numbers and other long digit runs are masked as well; dates
     (``2026-11-23``, ``23.11.2026``, with a time after them) are not.
     """
+    if "%" in text or "+" in text:
+        text = _URL_TOKEN.sub(_mask_url_token, text)
+    return _mask_plain(text).replace(_HELD_MASK, _MASK)
+
+
+def _mask_plain(text: str) -> str:
+    """``mask_text`` on text as it is, the masks of the vanity numbers still held."""
     masked = EMAIL_CANDIDATE.sub(lambda m: mask_email(m.group(0)), text)
     if not _LETTER.search(masked):
         return _PHONE_RUN.sub(_mask_run, masked)
     # Vanity numbers first (a masked digit run must not start one), their masks held by a
     # placeholder: "*" separates digits too, so "8800***9377" would be masked again.
     masked = _VANITY.sub(_mask_vanity, masked)
-    return _PHONE_RUN.sub(_mask_run, masked).replace(_HELD_MASK, _MASK)
+    return _PHONE_RUN.sub(_mask_run, masked)
+
+
+def _mask_url_token(match: re.Match[str]) -> str:
+    """A token of a URL or an urlencoded form, decoded and masked where that hides more:
+    ``ivan%40mail.ru``, ``phone=8+916+123-45-67`` (a form's "+" is a space) and
+    ``%2B1%20415%20523%208886`` read as plain text show no address and no phone run long
+    enough to mask (a log line may quote a URL, a form body or an error that echoes one).
+    A "+" is read as a space only in a value after "=": elsewhere it is itself
+    ("…15.123456+00:00"). The masks are held (``_HELD_MASK``): the plain pass after this
+    one must not read "7916***4567" as digits joined by "*" and mask it again."""
+    token, at = match.group(0), match.start()
+    readings = []
+    if _ESCAPE.search(token):
+        readings.append(unquote(token))
+    if "+" in token and at > 0 and match.string[at - 1] == "=":
+        # in a form "+" is a space, yet "ivan+tag%40mail.ru" may be one address: the
+        # reading that hides more wins
+        readings.append(unquote_plus(token))
+    masks = [masked for decoded in dict.fromkeys(readings)
+             if (masked := _mask_plain(decoded)) != decoded]
+    return min(masks, key=len).replace(_MASK, _HELD_MASK) if masks else token
 
 
 def _mask_run(match: re.Match[str]) -> str:
@@ -91,6 +127,8 @@ def _mask_run(match: re.Match[str]) -> str:
     most two letters between their first and last digit, long enough to be a phone.
     Linear: the windows' ends only move forward (two pointers)."""
     found = match.group(0)
+    if _SECONDS.fullmatch(found) and _TIME_BEFORE.search(match.string, 0, match.start()):
+        return found  # "15.123456" of "18:30:15.123456"
     digits = [i for i, ch in enumerate(found) if ch.isdecimal()]
     letters = [0] * len(digits)  # letters[k]: letters in the gap before digit k
     for k in range(1, len(digits)):
@@ -148,7 +186,9 @@ def _mask_vanity(match: re.Match[str]) -> str:
     for end in reversed(ends[:_MAX_PHONE_CHARS]):
         candidate = found[:end]
         # fewer than three letters are dropped, not read: the digit runs' business
-        if sum(1 for ch in candidate if ch.isascii() and ch.isalpha()) >= 3 and _valid_phone(candidate):
+        if sum(1 for ch in candidate if ch.isascii() and ch.isalpha()) >= 3 and (
+                _valid_phone(candidate)  # "+8 916…" is read as "8 916…" (phones.py):
+                or (candidate[0] in PLUS_CHARS and _valid_phone(candidate[1:]))):
             return mask_phone(candidate.translate(_KEYPAD)).replace(_MASK, _HELD_MASK) + found[end:]
     return found
 

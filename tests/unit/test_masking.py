@@ -10,6 +10,7 @@ import json
 import logging
 import unicodedata
 from collections.abc import Iterator
+from urllib.parse import quote, quote_plus
 
 import phonenumbers
 import pytest
@@ -138,10 +139,43 @@ def test_whatever_the_parser_reads_as_a_phone_is_masked_in_a_message(
     assert longest_visible_run(masked, nsn, vanity) <= min(4, len(nsn) - 2), (written, masked)
 
 
+@settings(max_examples=300, derandomize=True, deadline=None,
+          suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
+@given(phone=written_phones(), plus_for_space=st.booleans(),
+       where=st.sampled_from(["GET /hooks/uis?phone={}&x=1", "имя=Иван&phone={}",
+                              '{{"error": "bad body: phone={}"}}', "/contacts/{}/notes"]))
+@example(phone=("8 916 123-45-67", "9161234567", False), plus_for_space=True,
+         where="имя=Иван&phone={}")
+@example(phone=("+1 415 523 8886", "4155238886", False), plus_for_space=False,
+         where="GET /hooks/uis?phone={}&x=1")
+def test_a_phone_urlencoded_in_a_url_or_form_is_masked(
+    phone: tuple[str, str, bool], plus_for_space: bool, where: str,
+) -> None:
+    """A log line may quote a URL or a form body (an error echoing what was sent): the
+    phone is then escaped ("%2B7%20916…") or, in a form's value, joined by "+"
+    ("8+916+123-45-67"), which read as plain text is no phone run at all. (In a path a "+"
+    is itself, so there it is escaped.)"""
+    written, nsn, vanity = phone
+    in_form = where.endswith("={}&x=1") or "phone={}" in where  # a value after "="
+    encoded = quote_plus(written) if plus_for_space and in_form else quote(written, safe="")
+    masked = mask_text(where.format(encoded))
+    assert longest_visible_run(masked, nsn, vanity) <= min(4, len(nsn) - 2), (encoded, masked)
+
+
+def test_an_urlencoded_email_is_masked() -> None:
+    for text in ("email=ivan.petrov%40mail.ru&phone=", "GET /contacts?query=ivan.petrov%40mail.ru",
+                 "to=ivan%2Epetrov%40mail%2Eru", "e=ivan.petrov+tag%40mail.ru"):
+        masked = mask_text(text)
+        assert "ivan" not in masked and "petrov" not in masked, masked
+        assert "***@mail" in masked, masked
+
+
 def test_masking_keeps_what_is_not_a_phone() -> None:
     text = ("HTTP 500 Internal Server Error; attempt 3 of 12 in 4567 ms; at 2026-11-23 18:30:00, "
-            "23.11.2026; lead 01JD3ABCDEF7K9QRST")
+            "23.11.2026; lead 01JD3ABCDEF7K9QRST; next try 2026-12-07T17:57:15.123456+00:00")
     assert mask_text(text) == text
+    form = "name=%D0%98%D0%B2%D0%B0%D0%BD&comment=call+me+back&utm_source=ya%2Bdirect"
+    assert mask_text(form) == form
     assert mask_text("тел.8\u00a0916\u00a0111\u00a022\u00a038 и 8/916/111/22/38") == \
         "тел.8916***2238 и 8916***2238"
 
@@ -165,3 +199,11 @@ def test_the_log_chain_masks_phones_with_nbsp_and_slashes(log_stream: io.StringI
     assert record["event"] == "call back 8916***2238"
     assert record["phone"] == "8916***2238"
     assert "111" not in log_stream.getvalue()
+
+
+def test_the_log_chain_masks_an_urlencoded_body(log_stream: io.StringIO) -> None:
+    log = logging.getLogger("leadhub.test")
+    log.warning("unreadable: %s", "name=Ivan&phone=8+916+111-22-38&email=ivan.petrov%40mail.ru")
+    line = log_stream.getvalue().splitlines()[-1]
+    assert "111" not in line and "petrov" not in line, line
+    assert "8916***2238" in json.loads(line)["event"]
