@@ -75,6 +75,7 @@ def decide(
     horizon_s: float = DEFAULT_HORIZON_S,
     quick: bool = False,
     factor: float | None = None,
+    quick_step: int | None = None,
     rng: random.Random | None = None,
 ) -> RetryDecision:
     """Schedule the next attempt, or declare the delivery dead once the horizon has passed.
@@ -82,13 +83,17 @@ def decide(
     ``quick``: the destination answers other requests, so a failure of this request is
     worth trying again within seconds (for the first ``QUICK_TRIES`` attempts).
     ``factor``: the jitter drawn once for the whole batch (drawn here when not given).
+    ``quick_step``: the attempt the quick delay is reckoned from, one for the whole batch
+    (``attempt`` when not given): a batch holding a fresh lead (0.1 s) and a retried one
+    (0.2 s) otherwise fell due in two parts, and a drain leasing in between looked the
+    same earlier attempt up twice, each time exposed to the faults again.
     """
     if now - first_attempt_at >= horizon_s:
         return RetryDecision(dead=True, next_attempt_at=now)
     if retry_after is not None:
         delay = max(retry_after, 0.5)  # the API said when; a little floor avoids a hot loop
     elif quick and attempt <= QUICK_TRIES:
-        delay = quick_s(attempt, rng, factor=factor)
+        delay = quick_s(quick_step or attempt, rng, factor=factor)
     else:
         delay = backoff_s(now - first_attempt_at, rng, factor=factor)
     return RetryDecision(dead=False, next_attempt_at=now + delay)

@@ -468,10 +468,14 @@ class Drain:
         self, rows: dict[str, Any], outcomes: list[DeliveryOutcome], deferred: list[DeliveryItem],
         unsent: set[str], *, quick: bool, now: float,
     ) -> AttemptRecord:
-        """Outcomes into store changes. Items that failed together share one jitter draw,
-        so those with the same number of attempts fall due together and stay one batch."""
+        """Outcomes into store changes. Items that failed together share one jitter draw
+        and one quick delay, so they fall due together and stay one batch (unless some
+        have spent their quick tries: those wait the long schedule)."""
         record = AttemptRecord()
         factor = jitter_factor()
+        # one quick delay for the batch too: the step of its most tried item
+        step = max((rows[o.delivery_id].attempts + 1 for o in outcomes if o.error is not None),
+                   default=1)
         paused = max((o.error.pause_s for o in outcomes if isinstance(o.error, DestinationPaused)),
                      default=None)
         for out in outcomes:
@@ -492,7 +496,7 @@ class Drain:
                 retry_after = err.retry_after if isinstance(err, RateLimited) else paused
                 decision = decide(attempt=attempts, first_attempt_at=first, now=now,
                                   retry_after=retry_after, horizon_s=self.horizon,
-                                  quick=quick, factor=factor)
+                                  quick=quick, factor=factor, quick_step=step)
                 status = "dead" if decision.dead else "failed"
                 next_at = decision.next_attempt_at
             # Sent in this attempt: the error says whether it may have landed. A failed

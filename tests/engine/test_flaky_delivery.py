@@ -93,6 +93,35 @@ def test_a_batch_whose_lookup_failed_once_is_delivered_on_its_next_quick_try(
     }
 
 
+def test_a_batch_of_fresh_and_retried_leads_falls_due_together(
+    rt: Runtime, amo: FakeAmoCRM,
+) -> None:
+    """A lead on its second try and one on its first fail in one request: both are due
+    again at the same moment (the retried one's quick step), so they go out as one batch
+    and their attempt is looked up once, not once per part."""
+    answering_destination(rt, amo)
+    retried = new_leads(rt, 1, 1)
+    now = max(d.next_attempt_at for d in deliveries(rt))
+    amo.faults(1.0, ("500",), after_ratio=0.0, paths=(COMPLEX,))
+    drain(rt, "amo_main", clock=lambda: now)
+    fresh = new_leads(rt, 2, 1)
+    now = max(d.next_attempt_at for d in deliveries(rt))
+    amo.clear_records()
+    drain(rt, "amo_main", clock=lambda: now)
+    assert [r.method for r in amo.requests] == ["GET", "POST"], "one look-up, one create"
+    rows = [d for d in deliveries(rt) if d.id in retried | fresh]
+    assert sorted(d.attempts for d in rows) == [1, 2]
+    assert len({d.next_attempt_at for d in rows}) == 1, "the batch falls due together"
+    gap = rows[0].next_attempt_at - now
+    assert 2 * QUICK_STEP_S * (1 - JITTER) <= gap <= 2 * QUICK_STEP_S * (1 + JITTER), gap
+
+    amo.no_faults()
+    amo.clear_records()
+    stats = drain(rt, "amo_main", clock=lambda: rows[0].next_attempt_at)
+    assert stats.delivered == 2
+    assert [r.method for r in amo.requests] == ["GET", "POST"], "one look-up for the batch"
+
+
 def test_a_destination_that_never_answers_backs_off_exponentially(
     rt: Runtime, amo: FakeAmoCRM,
 ) -> None:

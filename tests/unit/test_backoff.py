@@ -35,6 +35,9 @@ def test_quick_tries_while_the_destination_answers() -> None:
     # spent: the long schedule, by the time spent failing
     d = decide(attempt=QUICK_TRIES + 1, first_attempt_at=0, now=36, quick=True, factor=1.0)
     assert d.next_attempt_at == 36 + 72
+    # one quick delay for a batch: a fresh item failing beside a retried one waits as long
+    d = decide(attempt=1, first_attempt_at=20, now=20, quick=True, factor=1.0, quick_step=3)
+    assert d.next_attempt_at == 20 + 2 * QUICK_STEP_S
     # a destination that is down gets no quick tries
     assert decide(attempt=1, first_attempt_at=0, now=0, quick=False, factor=1.0).next_attempt_at == 5
 
