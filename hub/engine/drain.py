@@ -49,10 +49,10 @@ from hub.engine.backoff import decide, jitter_factor
 from hub.engine.drain_control import (
     BREAKER_AFTER,
     DrainSlot,
+    answering,
     become_waiter,
     breaker_open,
     drain_start,
-    health,
     note_failure,
     note_success,
     offer_spread,
@@ -383,7 +383,7 @@ class Drain:
         """Record what ``attempt`` did with ``rows`` (leased as they were), and tell the
         shared state; False when the drain should give its worker back."""
         self.sent_ok = any(o.error is None for o in outcomes)
-        answered_before, _ = health(self.rt, self.name)
+        answered_before = answering(self.rt, self.name, self.clock())
         record = self.build_record(
             {r.id: r for r in rows}, outcomes, deferred, unsent,
             quick=answered_before or self.sent_ok, now=self.clock())

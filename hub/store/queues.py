@@ -45,6 +45,16 @@ def due_destinations(conn: Connection, now: float) -> list[str]:
     ).scalars())
 
 
+def delivered_since(conn: Connection, destination: str, since: float) -> float | None:
+    """When ``destination`` last took a delivery, if it did after ``since`` (over the
+    ``deliveries (destination, updated_at)`` index: only rows changed since then are read)."""
+    value = conn.execute(
+        select(func.max(dl.c.updated_at))
+        .where(dl.c.destination == destination, dl.c.updated_at >= since,
+               dl.c.status == "delivered")).scalar()
+    return None if value is None else float(value)
+
+
 def due_before(conn: Connection, before: float) -> list[StoredRow]:
     """``(destination, oldest next_attempt_at)`` of the destinations with a delivery that
     was due before ``before``."""

@@ -136,6 +136,29 @@ def test_a_destination_that_never_answers_backs_off_exponentially(
     assert 5 * (1 - JITTER) <= gap <= 5 * (1 + JITTER), gap
 
 
+@pytest.mark.parametrize(("delivered_ago", "quick"), [(1.0, True), (60.0, False)])
+def test_a_redis_restart_does_not_make_a_flaky_crm_look_down(
+    rt: Runtime, amo: FakeAmoCRM, delivered_ago: float, quick: bool,
+) -> None:
+    """Redis loses the destination's health keys (a restart): the store still knows it took
+    a delivery a moment ago, so a failed batch gets a quick try, not the long schedule;
+    one quiet for a minute does get the long schedule."""
+    answering_destination(rt, amo)
+    rt.redis.flushdb()
+    batch = new_leads(rt, 1, 3)
+    with rt.reader.connect() as conn:
+        delivered_at = conn.execute(select(t.deliveries.c.updated_at).where(
+            t.deliveries.c.status == "delivered")).scalar_one()
+    now = delivered_at + delivered_ago
+    amo.faults(1.0, ("500",), after_ratio=0.0, paths=(COMPLEX,))
+    drain(rt, "amo_main", clock=lambda: now)
+    rows = [d for d in deliveries(rt) if d.id in batch]
+    assert {(d.status, d.attempts) for d in rows} == {("failed", 1)}
+    gap = rows[0].next_attempt_at - now
+    step = QUICK_STEP_S if quick else 5.0
+    assert step * (1 - JITTER) <= gap <= step * (1 + JITTER), gap
+
+
 def test_a_blocked_account_pauses_the_destination(rt: Runtime, amo: FakeAmoCRM) -> None:
     """amoCRM's 403 "blocked for exceeding the request rate": nobody sends for minutes."""
     answering_destination(rt, amo)

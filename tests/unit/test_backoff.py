@@ -10,6 +10,7 @@ from hub.engine.backoff import (
     JITTER,
     QUICK_STEP_S,
     QUICK_TRIES,
+    STEADY_TRIES,
     backoff_s,
     decide,
 )
@@ -32,9 +33,19 @@ def test_quick_tries_while_the_destination_answers() -> None:
     for attempt in range(1, QUICK_TRIES + 1):
         d = decide(attempt=attempt, first_attempt_at=0, now=20, quick=True, factor=1.0)
         assert d.next_attempt_at == 20 + min(attempt, 2) * QUICK_STEP_S
-    # spent: the long schedule, by the time spent failing
-    d = decide(attempt=QUICK_TRIES + 1, first_attempt_at=0, now=36, quick=True, factor=1.0)
-    assert d.next_attempt_at == 36 + 72
+    # spent, while it still answers: steady tries 5 s apart, then the long schedule
+    for attempt in range(QUICK_TRIES + 1, QUICK_TRIES + STEADY_TRIES + 1):
+        d = decide(attempt=attempt, first_attempt_at=0, now=36, quick=True, factor=1.0)
+        assert d.next_attempt_at == 36 + 5
+    d = decide(attempt=QUICK_TRIES + STEADY_TRIES + 1, first_attempt_at=0, now=76, quick=True,
+               factor=1.0)
+    assert d.next_attempt_at == 76 + 152
+    # an unlucky lead at a flaky CRM: every try it gets within two minutes
+    t, tries = 0.0, 0
+    while t < 120:
+        tries += 1
+        t = decide(attempt=tries, first_attempt_at=0, now=t, quick=True, factor=1.2).next_attempt_at
+    assert tries == QUICK_TRIES + STEADY_TRIES + 1
     # one quick delay for a batch: a fresh item failing beside a retried one waits as long
     d = decide(attempt=1, first_attempt_at=20, now=20, quick=True, factor=1.0, quick_step=3)
     assert d.next_attempt_at == 20 + 2 * QUICK_STEP_S
