@@ -51,6 +51,12 @@ def lease_batch(
 
 
 def _build_due(conn: Connection) -> Any:
+    """Due deliveries, oldest first (ids are ULIDs: routing order). By due time, a retry
+    went behind every lead that was routed before it fell due: under 20 % faults at 100
+    leads/s, a batch on its fourth try waited 3.4 s behind a backlog of fresh leads,
+    the slowest lead of ``bench/delivery.py`` (11 s). Oldest first bounds the wait of
+    the leads that have waited longest. It costs nothing more: both orders read every due
+    row of the index range and sort them (SQLite: a temporary B-tree either way)."""
     q = (
         select(d)
         .where(
@@ -59,7 +65,7 @@ def _build_due(conn: Connection) -> Any:
             d.c.next_attempt_at <= bindparam("l_now"),
             d.c.lease_until < bindparam("l_now"),
         )
-        .order_by(d.c.next_attempt_at, d.c.id)
+        .order_by(d.c.id)
         .limit(bindparam("l_limit"))
     )
     return for_update(conn, q, skip_locked=True)
