@@ -152,6 +152,7 @@ def _call(fn: Any, *args: Any) -> Any:
 def drain(
     rt: Runtime, destination: str, budget_s: float = BUDGET_S, clock: Callable[[], float] = time.time,
     spread: Callable[[], object] | None = None, again: Callable[[], bool] | None = None,
+    idle: Callable[[], bool] | None = None,
 ) -> DrainStats:
     """Deliver due deliveries of ``destination`` until none are due or the budget is spent.
 
@@ -159,7 +160,9 @@ def drain(
     ``spread`` wakes one more drain of this destination (another worker); it is called
     while full batches keep coming and the destination is healthy. ``again`` says whether
     wake-ups came for this destination since it was last asked (``RunningJob.more``): a
-    drain that finds nothing due looks once more instead of ending.
+    drain that finds nothing due looks once more instead of ending. ``idle`` does other
+    work of this worker while the drain only waits for its calls in the air (routing
+    that waits for a worker: ``jobs.route_waiting``); True when it did some.
     """
     stats = DrainStats()
     dest = rt.destination(destination)
@@ -181,7 +184,8 @@ def drain(
     if not slot.acquire(most):
         stats.refused = True  # the running drain is told to look again when it ends
         return stats
-    run = Drain(rt, dest, destination, clock, stats, helper=helper, healthy=ok, again=again)
+    run = Drain(rt, dest, destination, clock, stats, helper=helper, healthy=ok, again=again,
+                idle=idle)
     try:
         run.run(budget_s, spread, slot)
     finally:
@@ -224,9 +228,10 @@ class Drain:
     def __init__(
         self, rt: Runtime, dest: Destination[Any], name: str, clock: Callable[[], float],
         stats: DrainStats, *, helper: bool = False, healthy: bool = True,
-        again: Callable[[], bool] | None = None,
+        again: Callable[[], bool] | None = None, idle: Callable[[], bool] | None = None,
     ) -> None:
         self.rt, self.dest, self.name, self.clock, self.stats = rt, dest, name, clock, stats
+        self.idle = idle
         #: asked for by a drain with a full backlog: it waits its turn beside the others
         self.helper = helper
         self.again = again
@@ -268,6 +273,12 @@ class Drain:
         3 s (webhook → deal, 20 % faults: route p99 2.8 s)."""
         return budget_s + (self.timeout if self.flights else 0.0)
 
+    def work_meanwhile(self) -> bool:
+        """Do the worker's other work (``idle``) while this drain has only its calls in the
+        air to wait for; True when some was done (the drain then looks again at once)."""
+        return self.idle is not None and not all(f.future.done() for f in self.flights) \
+            and self.idle()
+
     def steady(self, seconds: float) -> bool:
         """Whether this drain is (still) the one sending the destination's steady trickle,
         for at least ``seconds`` more; helpers for a backlog always may. One that is not
@@ -295,7 +306,8 @@ class Drain:
             if not self.steady(STEADY_KEEP_S):
                 return  # another drain sends this destination's trickle
             if len(self.flights) >= self.in_flight:
-                wait([f.future for f in self.flights], return_when=FIRST_COMPLETED)
+                if not self.work_meanwhile():
+                    wait([f.future for f in self.flights], return_when=FIRST_COMPLETED)
                 continue
             # the job looked before it started; later, another drain may have opened it
             if not first and breaker_open(self.rt, self.name):
@@ -339,7 +351,9 @@ class Drain:
                     if self.again():  # routed since this lease: look again, not a new job
                         continue
                     return
-                wait([f.future for f in self.flights], timeout=hedge, return_when=FIRST_COMPLETED)
+                if not self.work_meanwhile():
+                    wait([f.future for f in self.flights], timeout=hedge,
+                         return_when=FIRST_COMPLETED)
                 continue  # it waits for them anyway: meanwhile, whatever comes is sent
             self.backlog = len(rows) >= self.limits.batch_size
             with self.rt.reader.connect() as conn:

@@ -5,17 +5,21 @@ Real store, real Redis, the fake amoCRM on loopback; the engine's clock is contr
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
+from hub.engine import jobs
 from hub.engine.backoff import JITTER, QUICK_STEP_S
 from hub.engine.drain import drain
 from hub.engine.drain_control import breaker_open
+from hub.engine.jobs import wake_process
 from hub.engine.process import process_received
 from hub.engine.sweeper import sweep
-from hub.runtime import Runtime
+from hub.runtime import Runtime, set_current
 from hub.store import tables as t
 from plugins.amocrm.testing import FakeAmoCRM
 from tests.engine.test_engine import form, ingest
@@ -179,6 +183,45 @@ def test_a_redis_restart_does_not_make_a_flaky_crm_look_down(
     gap = rows[0].next_attempt_at - now
     step = QUICK_STEP_S if quick else 5.0
     assert step * (1 - JITTER) <= gap <= step * (1 + JITTER), gap
+
+
+def test_a_drain_waiting_on_a_hanging_call_routes_the_leads_that_wait_for_a_worker(
+    rt: Runtime, amo: FakeAmoCRM,
+) -> None:
+    """A drain with nothing to lease and a call hanging until its timeout only waits; with
+    every worker such a drain (``leadhub serve`` has two), a routing job queued meanwhile
+    waited as long. The drain job routes those leads while it waits (``route_waiting``),
+    and sends them on past the hanging call."""
+    answering_destination(rt, amo)
+    new_leads(rt, 1, 1)  # routed and due: its create will hang
+    amo.faults(1.0, ("timeout",), after_ratio=0.0, paths=(COMPLEX,))
+    hung = threading.Event()
+
+    def end_faults_once_hung() -> None:
+        deadline = time.monotonic() + 10
+        while not amo.requests_to("POST", COMPLEX) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        amo.no_faults()  # later requests are answered; the first one hangs on
+        hung.set()
+
+    waiter = threading.Thread(target=end_faults_once_hung)
+    waiter.start()
+    ingest(rt, form("name=Waiting&phone=%2B79160000077"))  # received, not routed
+    assert wake_process(rt)  # a routing job queued; no worker is free to take it
+    set_current(rt)
+    try:
+        jobs.drain_job("amo_main")
+    finally:
+        set_current(None)
+        waiter.join()
+    assert hung.is_set()
+    (hanging,) = amo.requests_to("POST", COMPLEX)[:1]
+    routed = [d for d in deliveries(rt) if d.created_at > hanging.time]
+    assert len(routed) == 1, "the waiting lead was routed by the drain"
+    assert routed[0].created_at - hanging.time < 2.0, "before the hanging call timed out (2 s)"
+    assert routed[0].status == "delivered"
+    second_create = amo.requests_to("POST", COMPLEX)[1]
+    assert second_create.time - hanging.time < 2.0, "sent while the first call still hung"
 
 
 def test_a_blocked_account_pauses_the_destination(rt: Runtime, amo: FakeAmoCRM) -> None:
